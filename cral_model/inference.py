@@ -1,0 +1,168 @@
+"""The small inference API the viewer and the tools use: numpy in, numpy out."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cral_model.checkpoint import load_checkpoint
+from cral_model.config import PreprocessConfig
+from cral_model.labels import CLASS_NAMES
+from cral_model.models.cral import CRAL
+from cral_model.preprocessing import preprocess
+
+__all__ = ["DEFAULT_MODEL_ENV", "Prediction", "Predictor", "default_checkpoint_path", "resolve_device"]
+
+#: Environment variable that points the tools at a checkpoint instead of the bundled one.
+DEFAULT_MODEL_ENV = "CXR_TRIAGE_MODEL"
+_BUNDLED_NAME = "cral_demo.safetensors"
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other values are checked and returned."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but CUDA is not available on this machine")
+    torch.device(device)  # raises on nonsense
+    return device
+
+
+def default_checkpoint_path() -> Path | None:
+    """The checkpoint the tools use by default, or None when there is none.
+
+    Order: ``$CXR_TRIAGE_MODEL``; ``resources/models/cral_demo.safetensors`` beside the source tree
+    (editable install); the same path inside a PyInstaller bundle.
+    """
+    env = os.environ.get(DEFAULT_MODEL_ENV)
+    if env:
+        return Path(env)
+    roots = [Path(__file__).resolve().parents[1]]
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:
+        roots.insert(0, Path(bundle))
+    for root in roots:
+        candidate = root / "resources" / "models" / _BUNDLED_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one image (numpy only).
+
+    Attributes:
+        class_names: K names.
+        probabilities: (K,) float32 in [0, 1].
+        attention: (K, h, w) float32 in [0, 1], per-class attention maps on the feature grid.
+        saliency: (h, w) float32 in [0, 1], class-agnostic map max_n |F| (the paper's Fig. 5).
+        thresholds: (K,) operating points, or None when the checkpoint has none.
+    """
+
+    class_names: tuple[str, ...]
+    probabilities: np.ndarray
+    attention: np.ndarray
+    saliency: np.ndarray
+    thresholds: np.ndarray | None = None
+
+    def top_k(self, k: int = 8) -> list[tuple[str, float]]:
+        """The k most probable findings as (name, probability), descending (ties keep class order)."""
+        order = np.argsort(-self.probabilities, kind="stable")[:k]
+        return [(self.class_names[i], float(self.probabilities[i])) for i in order]
+
+    def flagged(self) -> list[str]:
+        """Findings at or above their threshold, most probable first (empty without thresholds)."""
+        if self.thresholds is None:
+            return []
+        return [n for n, p in self.top_k(len(self.class_names)) if p >= self.thresholds[self.class_names.index(n)]]
+
+    def triage_score(self) -> float:
+        """max_c p_c / t_c (>= 1 means at least one finding is flagged); max_c p_c without thresholds."""
+        if self.thresholds is None:
+            return float(self.probabilities.max())
+        return float(np.max(self.probabilities / np.maximum(self.thresholds, 1e-6)))
+
+
+class Predictor:
+    """Runs a CRAL model on 2-D images.
+
+    Args:
+        model: a `CRAL` network.
+        preprocessing: the pipeline the model was trained for.
+        class_names: defaults to `CLASS_NAMES`.
+        thresholds: per-class operating points or None.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        metadata: checkpoint metadata (model card fields), if any.
+    """
+
+    def __init__(
+        self,
+        model: CRAL,
+        preprocessing: PreprocessConfig,
+        *,
+        class_names: Sequence[str] | None = None,
+        thresholds: Sequence[float] | None = None,
+        device: str = "auto",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        if self.device.startswith("cuda"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.preprocessing = preprocessing
+        self.class_names = tuple(class_names) if class_names is not None else CLASS_NAMES
+        self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float32)
+        self.metadata = dict(metadata or {})
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto") -> Predictor:
+        """Load a checkpoint written by `save_checkpoint` (validated; never unpickled)."""
+        loaded = load_checkpoint(path)
+        meta = dict(loaded.metadata)
+        meta["path"] = str(path)
+        return cls(
+            loaded.model,
+            loaded.preprocessing,
+            class_names=loaded.class_names,
+            thresholds=loaded.thresholds,
+            device=device,
+            metadata=meta,
+        )
+
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        """One image -> network input (C, S, S) on the CPU (the evaluation transform)."""
+        return preprocess(image, self.preprocessing)
+
+    @torch.inference_mode()
+    def predict_tensor(self, batch: torch.Tensor) -> list[Prediction]:
+        """Run on an already preprocessed batch (B, C, S, S)."""
+        x = batch.to(self.device, non_blocking=True)
+        if self.device.startswith("cuda"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self.model.forward_all(x)
+        probs = torch.sigmoid(out.logits.float()).cpu().numpy()
+        att = out.attention.float().cpu().numpy()
+        sal = out.saliency.float().cpu().numpy()
+        return [
+            Prediction(self.class_names, probs[i], att[i], sal[i], self.thresholds) for i in range(probs.shape[0])
+        ]
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """One 2-D image (any size and dtype, display orientation, higher = brighter) -> `Prediction`."""
+        return self.predict_tensor(self.prepare(image)[None])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[Prediction]:
+        """Many images, in chunks of ``batch_size``; results in input order."""
+        results: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            results.extend(self.predict_tensor(torch.stack([self.prepare(im) for im in chunk])))
+        return results

@@ -1,0 +1,1 @@
+"""Network definitions: backbones, the CRAL attention heads, and the builder."""

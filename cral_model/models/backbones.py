@@ -1,0 +1,105 @@
+"""Torchvision backbones cut after their last ReLU: x (B, 3, S, S) -> F (B, N, S/32, S/32), F >= 0."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["BACKBONE_REGISTRY", "PretrainedWeightsUnavailable", "build_backbone"]
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """ImageNet weights were asked for but could not be downloaded or found in the torch hub cache."""
+
+
+class _ResNetTrunk(nn.Module):
+    """ResNet without ``avgpool``/``fc``. Each BasicBlock/Bottleneck ends in a ReLU, so F >= 0."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+
+
+class _DenseNetTrunk(nn.Module):
+    """DenseNet ``.features`` plus the final ReLU.
+
+    torchvision's DenseNet applies that ReLU in ``forward()``, not inside ``.features`` (which ends with
+    ``norm5``), so without it F could be negative and the paper's "after the last ReLU" would not hold.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.features = net.features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.features(x))
+
+
+def _weights_enum(name: str):  # -> torchvision.models.WeightsEnum
+    from torchvision import models
+
+    return {
+        "resnet18": models.ResNet18_Weights.IMAGENET1K_V1,
+        "resnet34": models.ResNet34_Weights.IMAGENET1K_V1,
+        "resnet50": models.ResNet50_Weights.IMAGENET1K_V2,
+        "densenet121": models.DenseNet121_Weights.IMAGENET1K_V1,
+    }[name]
+
+
+def _make(name: str, pretrained: str | None) -> nn.Module:
+    from torchvision import models
+
+    weights = None
+    if pretrained == "imagenet":
+        weights = _weights_enum(name)
+    elif pretrained is not None:
+        raise ValueError(f"pretrained must be 'imagenet' or None, got {pretrained!r}")
+    ctor: Callable[..., nn.Module] = getattr(models, name)
+    if weights is None:
+        return ctor(weights=None)
+    try:
+        return ctor(weights=weights, progress=False)
+    except Exception as exc:  # URLError, OSError, hash mismatch: all mean "not available here"
+        hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
+        file_name = Path(weights.url).name
+        raise PretrainedWeightsUnavailable(
+            f"ImageNet weights for {name} could not be downloaded or read ({type(exc).__name__}: {exc}). "
+            f"On an offline machine, download {weights.url} elsewhere and put it at {hub_dir / file_name} "
+            "(or set TORCH_HOME), or train from scratch with --pretrained none."
+        ) from exc
+
+
+#: name -> (constructor taking ``pretrained``, feature channels N)
+BACKBONE_REGISTRY: dict[str, tuple[Callable[[str | None], nn.Module], int]] = {
+    "resnet18": (lambda p: _ResNetTrunk(_make("resnet18", p)), 512),
+    "resnet34": (lambda p: _ResNetTrunk(_make("resnet34", p)), 512),
+    "resnet50": (lambda p: _ResNetTrunk(_make("resnet50", p)), 2048),
+    "densenet121": (lambda p: _DenseNetTrunk(_make("densenet121", p)), 1024),
+}
+
+
+def build_backbone(name: str, *, pretrained: str | None = None) -> tuple[nn.Module, int]:
+    """Build a feature extractor.
+
+    Args:
+        name: a key of `BACKBONE_REGISTRY`.
+        pretrained: ``"imagenet"`` (torchvision weights enum; downloads or uses the hub cache) or ``None``.
+
+    Returns:
+        ``(module, out_channels)``; ``module(x)`` maps (B, 3, S, S) to (B, N, S/32, S/32) with values >= 0.
+
+    Raises:
+        KeyError: unknown name.
+        PretrainedWeightsUnavailable: ImageNet weights requested but unavailable (offline).
+    """
+    if name not in BACKBONE_REGISTRY:
+        raise KeyError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONE_REGISTRY)}")
+    ctor, channels = BACKBONE_REGISTRY[name]
+    return ctor(pretrained), channels
