@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cral_model import PreprocessConfig
+from cral_model.preprocessing import preprocess, to_unit_float, train_transform
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.arange(100, dtype=np.uint8).reshape(10, 10),
+        (np.arange(400, dtype=np.uint16) * 100).reshape(20, 20),
+        np.linspace(-1000, 3000, 256, dtype=np.float32).reshape(16, 16),
+        np.linspace(0, 1, 64).reshape(8, 8),
+    ],
+)
+def test_unit_float_range_dtype_and_input_untouched(image):
+    before = image.copy()
+    out = to_unit_float(image)
+    assert out.dtype == np.float32
+    assert out.shape == image.shape
+    assert out.min() >= 0 and out.max() <= 1
+    np.testing.assert_array_equal(image, before)
+    # monotonic: brighter input stays brighter
+    flat_in, flat_out = image.ravel().astype(float), out.ravel()
+    order = np.argsort(flat_in, kind="stable")
+    assert np.all(np.diff(flat_out[order]) >= 0)
+
+
+def test_uint8_maps_by_255_like_training_pngs():
+    im = np.array([[0, 51, 255]], dtype=np.uint8)
+    np.testing.assert_allclose(to_unit_float(im), [[0, 0.2, 1]], atol=1e-7)
+
+
+def test_rgb_with_equal_channels_equals_grey():
+    grey = np.random.default_rng(0).integers(0, 256, (12, 12), dtype=np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    np.testing.assert_allclose(to_unit_float(rgb), to_unit_float(grey), atol=1e-6)
+
+
+def test_nan_constant_and_bad_shapes():
+    im = np.array([[np.nan, 1.0], [2.0, np.inf]])
+    out = to_unit_float(im)
+    assert np.isfinite(out).all() and out[0, 0] == 0 and out[1, 0] == 1
+    assert not to_unit_float(np.full((4, 4), 7, np.uint16)).any()
+    with pytest.raises(ValueError, match="2-D"):
+        to_unit_float(np.zeros((2, 3, 4, 5)))
+    with pytest.raises(ValueError, match="empty"):
+        to_unit_float(np.zeros((0, 5)))
+
+
+def test_preprocess_shape_normalisation_and_centre_crop():
+    cfg = PreprocessConfig(input_size=64, resize=96)
+    out = preprocess(np.full((300, 200), 255, np.uint8), cfg)
+    assert out.shape == (3, 64, 64) and out.dtype == torch.float32
+    expected = (1 - torch.tensor(cfg.mean)) / torch.tensor(cfg.std)
+    torch.testing.assert_close(out.mean(dim=(1, 2)), expected)
+    # a left-right gradient stays a gradient and is cropped in the centre
+    ramp = np.tile(np.linspace(0, 1, 96, dtype=np.float32), (96, 1))
+    grey = preprocess(ramp, cfg)[0] * cfg.std[0] + cfg.mean[0]
+    assert float(grey[0, 0]) == pytest.approx(16 / 95, abs=0.02)
+    assert float(grey[0, -1]) == pytest.approx(79 / 95, abs=0.02)
+
+
+def test_base_size_makes_full_resolution_look_like_low_resolution_training_data():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:1024, 0:1024] / 1024.0
+    smooth = 0.5 + 0.3 * np.sin(6 * xx) * np.cos(4 * yy)
+    big = np.clip((smooth + rng.normal(0, 0.1, smooth.shape)) * 255, 0, 255).astype(np.uint8)
+    small = big.reshape(64, 16, 64, 16).mean(axis=(1, 3)).round().astype(np.uint8)  # what a 64 px copy holds
+    with_base = PreprocessConfig(input_size=128, resize=128, base_size=64)
+    without = PreprocessConfig(input_size=128, resize=128)
+    ref = preprocess(small, with_base)
+    err_with = float((preprocess(big, with_base) - ref).abs().mean())
+    err_without = float((preprocess(big, without) - ref).abs().mean())
+    assert err_with < 0.5 * err_without
+
+
+def test_train_transform_is_random_but_seeded():
+    cfg = PreprocessConfig(input_size=64, resize=72)
+    t = train_transform(cfg)
+    im = np.random.default_rng(0).integers(0, 256, (100, 100), dtype=np.uint8)
+    torch.manual_seed(3)
+    a = t(im)
+    torch.manual_seed(3)
+    b = t(im)
+    c = t(im)
+    assert a.shape == (3, 64, 64)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(a, c)
