@@ -1,0 +1,201 @@
+"""``cral-train``: train CRAL on ChestX-ray14 (or own CSV data) with the paper's recipe by default.
+
+Examples::
+
+    # Table 1, ResNet-50 att1, on the full NIH download (one GPU, or: torchrun --nproc_per_node=8 -m cral_model.cli.train ...)
+    cral-train --data-root /data/ChestX-ray14 --output runs/r50_att1 --backbone resnet50 --attention att1
+
+    # the 690-image, 64 px subset in ../shared/data, CPU
+    cral-train --data-root ../shared/data/chestxray14-nih1000-64px --labels-dir ../shared/data/chestxray14-labels \\
+        --allow-missing --output runs/demo --backbone resnet18 --input-size 128 --pretrained none
+
+Precedence of settings: the paper's defaults < ``--config FILE.yaml`` < flags. With ``--resume`` the
+saved run's config is the base instead of the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cral_model.config import ATTENTIONS, BACKBONES, MODES, ConfigError
+
+__all__ = ["get_parser", "main", "resolve_config"]
+
+_log = logging.getLogger("cral_model.cli.train")
+
+_BOOL = argparse.BooleanOptionalAction
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The ``cral-train`` argument parser. Every option defaults to "not given" (``SUPPRESS``)."""
+    p = argparse.ArgumentParser(
+        prog="cral-train",
+        description="Train a CRAL multi-label chest X-ray classifier. Defaults follow Guan & Huang (2018), "
+        "Section 4.2: resize 256, random resized crop 224, horizontal flip, SGD momentum 0.9, weight decay "
+        "1e-4, batch 64, 30 epochs, lr 0.01 divided by 10 after epoch 20, ImageNet-pretrained backbone.",
+        argument_default=argparse.SUPPRESS,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = p.add_argument_group("data")
+    d.add_argument("--data-root", help="NIH ChestX-ray14 root: images anywhere below it, found by file name")
+    d.add_argument(
+        "--labels-dir",
+        help="folder with Data_Entry_2017[_v2020].csv[.gz], train_val_list.txt, test_list.txt "
+        "(default: searched below --data-root)",
+    )
+    d.add_argument("--train-csv", help="own data: CSV with a path column and 14 class columns or 'Finding Labels'")
+    d.add_argument("--val-csv", help="own data: validation CSV (default: split --val-fraction off --train-csv)")
+    d.add_argument("--val-fraction", type=float, help="fraction of train_val patients held out for validation [0.1]")
+    d.add_argument("--split-seed", type=int, help="seed of the patient split [0]")
+    d.add_argument("--allow-missing", action=_BOOL, help="use the images present instead of refusing a partial copy")
+    d.add_argument("--max-train-images", type=int, help="train on a seeded random subset of this many images")
+    d.add_argument("--cache-images", action=_BOOL, help="keep decoded images in memory [auto: when < 2 GiB]")
+    m = p.add_argument_group("model")
+    m.add_argument("--backbone", choices=BACKBONES, help="[resnet50]")
+    m.add_argument("--attention", choices=ATTENTIONS, help="[att1]")
+    m.add_argument("--mode", choices=MODES, help="Table 2 ablation [full]")
+    m.add_argument("--att-channels", type=int, help="att1 intermediate width [backbone default]")
+    m.add_argument("--pretrained", choices=("imagenet", "none"), help="backbone initialisation [imagenet]")
+    a = p.add_argument_group("preprocessing and augmentation")
+    a.add_argument("--input-size", type=int, help="network input side [224]")
+    a.add_argument("--resize", type=int, help="resize side before cropping [input-size * 256/224]")
+    a.add_argument("--base-size", type=int, help="first resize images to this side (low-resolution training data)")
+    a.add_argument("--crop-scale", type=float, nargs=2, metavar=("LO", "HI"), help="random resized crop area [0.08 1]")
+    a.add_argument("--hflip", action=_BOOL, help="random horizontal flip [on]")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, help="[30]")
+    o.add_argument("--batch-size", type=int, help="global batch, split over distributed ranks [64]")
+    o.add_argument("--lr", type=float, help="[0.01]")
+    o.add_argument("--momentum", type=float, help="[0.9]")
+    o.add_argument("--weight-decay", type=float, help="[1e-4]")
+    o.add_argument("--lr-steps", type=int, nargs="*", help="epochs after which lr *= lr-gamma [20]")
+    o.add_argument("--lr-gamma", type=float, help="[0.1]")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--output", help="run folder (config.yaml, last.pt, best.safetensors, log.jsonl)")
+    r.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
+    r.add_argument("--resume", nargs="?", const="auto", help="continue from OUTPUT/last.pt (or the given file)")
+    r.add_argument("--workers", type=int, help="DataLoader worker processes per rank [4]")
+    r.add_argument("--seed", type=int, help="[0]")
+    r.add_argument("--device", help="auto, cpu, cuda or cuda:N [auto]")
+    r.add_argument("--amp", action=_BOOL, help="CUDA automatic mixed precision [on]")
+    r.add_argument("--channels-last", action=_BOOL, help="CUDA channels-last memory format [on]")
+    r.add_argument("--deterministic", action=_BOOL, help="deterministic algorithms [on for CPU, off for CUDA]")
+    r.add_argument("--threads", type=int, help="torch CPU threads [torch default]")
+    r.add_argument("--freeze-bn", action=_BOOL, help="batch norm keeps its running statistics [off]")
+    r.add_argument("--eval-batch-size", type=int, help="validation batch per rank [batch-size per rank]")
+    r.add_argument("--progress", action=_BOOL, help="progress bar [on]")
+    r.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    r.add_argument("--log-level", help="logging level [INFO]")
+    return p
+
+
+_NOT_FIELDS = {"config", "resume", "print_config", "log_level"}
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """Merge defaults (or the resumed run's config), the YAML file and the given flags.
+
+    Returns:
+        ``(TrainConfig, resume path or None)``.
+    """
+    from cral_model.engine import load_train_state
+    from cral_model.train_config import TrainConfig, load_yaml_config
+
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_FIELDS}
+    if "lr_steps" in given:
+        given["lr_steps"] = tuple(given["lr_steps"])
+    if "crop_scale" in given:
+        given["crop_scale"] = tuple(given["crop_scale"])
+    from_yaml = load_yaml_config(args.config) if getattr(args, "config", None) else {}
+    base: dict[str, Any] = {}
+    resume = getattr(args, "resume", None)
+    resume_path = None
+    if resume is not None:
+        output = given.get("output", from_yaml.get("output"))
+        if resume == "auto":
+            if not output:
+                raise ConfigError("--resume needs --output (or a path: --resume RUN/last.pt)")
+            resume_path = str(Path(output) / "last.pt")
+        else:
+            resume_path = resume
+        if not Path(resume_path).is_file():
+            raise ConfigError(f"nothing to resume: {resume_path} does not exist")
+        base = dict(load_train_state(resume_path)["config"])
+        if not output:
+            given["output"] = str(Path(resume_path).parent)
+    merged = {**base, **from_yaml, **given}
+    cfg = TrainConfig.from_dict(merged)
+    return cfg, resume_path
+
+
+def _setup_logging(level: str, output: str | None) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        root.setLevel(level.upper())
+    if output:
+        Path(output).mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(Path(output) / "train.log", encoding="utf-8")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        fh.set_name("cral-train-file")
+        for h in list(root.handlers):
+            if h.get_name() == "cral-train-file":
+                root.removeHandler(h)
+                h.close()
+        root.addHandler(fh)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``cral-train``; returns the process exit status."""
+    import os
+
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg, resume_path = resolve_config(args)
+    except (ConfigError, ValueError, TypeError, OSError) as exc:
+        parser.error(str(exc))
+    if getattr(args, "print_config", False):
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return 0
+    if not cfg.output:
+        parser.error("--output is required")
+    if not cfg.data_root and not cfg.train_csv:
+        parser.error("--data-root is required (or --train-csv for own data)")
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    _setup_logging(getattr(args, "log_level", "INFO"), cfg.output if is_main else None)
+
+    from cral_model.data import MissingImagesError
+    from cral_model.engine import fit
+    from cral_model.models.backbones import PretrainedWeightsUnavailable
+
+    command = ["cral-train", *(sys.argv[1:] if argv is None else list(argv))]
+    try:
+        result = fit(cfg, resume=resume_path, command=command)
+    except (MissingImagesError, PretrainedWeightsUnavailable, FileNotFoundError) as exc:
+        _log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        _log.warning("interrupted; continue with: cral-train --output %s --resume", cfg.output)
+        return 130
+    if is_main:
+        auc = f"{result.best_mean_auc:.4f}" if result.best_mean_auc is not None else "n/a"
+        _log.info(
+            "done: best epoch %s (validation mean AUC %s) -> %s",
+            result.best_epoch,
+            auc,
+            Path(cfg.output) / "best.safetensors",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,745 @@
+"""Training and evaluation loops (plain functions, no globals) and `fit`, the whole ``cral-train`` run.
+
+Run layout (``OUTPUT/``): ``config.yaml`` (resolved `TrainConfig`), ``last.pt`` (training state after
+the latest epoch, written atomically; loaded with ``torch.load(weights_only=True)``), ``best.safetensors``
+(viewer checkpoint of the epoch with the best validation mean AUC, per-class thresholds by Youden's J on
+the validation set), ``log.jsonl`` (one JSON object per epoch) and ``train.log``.
+
+Reproducibility: with the same config, data and thread count, a CPU run gives bit-identical weights
+every time, and ``--resume`` after an interruption gives the same weights as an uninterrupted run: the
+model is seeded, the data order and every augmentation are functions of ``(seed, epoch, index)`` (see
+`cral_model.data.dataset`), deterministic algorithms are enforced, and the state holds model,
+optimizer, grad scaler and RNG states.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cral_model.data import (
+    EpochSampler,
+    EvalPreset,
+    ImageDataset,
+    LabeledImages,
+    TrainPreset,
+    index_images,
+    load_csv_dataset,
+    load_nih_split,
+    patient_split,
+)
+from cral_model.distributed import DistInfo, all_gather_array, all_reduce_mean, barrier, cleanup, init_distributed
+from cral_model.labels import CLASS_NAMES
+from cral_model.metrics import mean_auc, per_class_auc, youden_thresholds
+from cral_model.train_config import TrainConfig
+
+__all__ = [
+    "STATE_FORMAT",
+    "EvalResult",
+    "FitResult",
+    "evaluate",
+    "fit",
+    "load_train_state",
+    "predict",
+    "resolve_device",
+    "seed_everything",
+    "train_one_epoch",
+]
+
+_log = logging.getLogger(__name__)
+
+STATE_FORMAT = "cral-train-state"
+STATE_VERSION = 1
+_AUTO_CACHE_BYTES = 2 * 1024**3  # cache decoded images automatically when they fit in this
+
+
+# =============================================================================================== helpers
+
+
+def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
+    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; explicit names are checked."""
+    info = info or DistInfo()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", info.local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _worker_init(worker_id: int) -> None:
+    # torch seeds each worker with base_seed + worker_id; derive NumPy's and Python's seeds from it.
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _nan_to_none(obj: Any) -> Any:
+    """JSON-safe copy: float NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+def _set_bn_eval(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+# =============================================================================================== data
+
+
+@dataclass
+class DataSplits:
+    """Resolved training and validation images plus a JSON-able description (goes into provenance)."""
+
+    train: LabeledImages
+    val: LabeledImages | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def load_splits(cfg: TrainConfig) -> DataSplits:
+    """Read the training data named by ``cfg`` and split off validation patients.
+
+    NIH: ``train_val_list.txt`` minus a seeded ``val_fraction`` of its patients (among the images
+    present when ``allow_missing``). CSV: ``train_csv`` and ``val_csv``, or a patient split of ``train_csv``.
+    """
+    if cfg.train_csv:
+        full = load_csv_dataset(cfg.train_csv, data_root=cfg.data_root, allow_missing=cfg.allow_missing)
+        source = {"format": "csv", "train_csv": Path(cfg.train_csv).name}
+        if cfg.val_csv:
+            val = load_csv_dataset(cfg.val_csv, data_root=cfg.data_root, allow_missing=cfg.allow_missing)
+            train = full
+            source["val_csv"] = Path(cfg.val_csv).name
+        else:
+            tr, va = patient_split(full.patients, cfg.val_fraction, cfg.split_seed)
+            train, val = full.subset(tr), (full.subset(va) if len(va) else None)
+    else:
+        if not cfg.data_root:
+            raise ValueError("data_root is required (or train_csv for the plain CSV format)")
+        full = load_nih_split(
+            cfg.data_root, "train_val", labels_dir=cfg.labels_dir, allow_missing=cfg.allow_missing
+        )
+        source = {"format": "nih", "data_root": Path(cfg.data_root).resolve().name}
+        if cfg.labels_dir:
+            source["labels_dir"] = Path(cfg.labels_dir).resolve().name
+        tr, va = patient_split(full.patients, cfg.val_fraction, cfg.split_seed)
+        train, val = full.subset(tr), (full.subset(va) if len(va) else None)
+    if cfg.max_train_images is not None and len(train) > cfg.max_train_images:
+        rng = np.random.default_rng(cfg.seed)
+        keep = np.sort(rng.choice(len(train), cfg.max_train_images, replace=False))
+        train = train.subset(keep)
+    info = {
+        **source,
+        "val_fraction": cfg.val_fraction,
+        "split_seed": cfg.split_seed,
+        "allow_missing": cfg.allow_missing,
+        "n_missing": full.n_missing,
+        "n_train": len(train),
+        "n_val": len(val) if val is not None else 0,
+        "n_train_patients": len(set(train.patients)),
+        "n_val_patients": len(set(val.patients)) if val is not None else 0,
+    }
+    return DataSplits(train=train, val=val, info=info)
+
+
+def _auto_cache(images: LabeledImages, setting: bool | None) -> bool:
+    if setting is not None:
+        return setting
+    if len(images) == 0:
+        return False
+    try:
+        from PIL import Image
+
+        with Image.open(images.paths[0]) as im:
+            w, h = im.size
+            bytes_per = w * h * (2 if im.mode.startswith("I") else 1)
+    except OSError:
+        return False
+    return bytes_per * len(images) <= _AUTO_CACHE_BYTES
+
+
+def make_loader(
+    dataset: ImageDataset,
+    sampler: EpochSampler,
+    *,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    seed: int,
+    drop_last: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``sampler`` with seeded, persistent workers."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+        worker_init_fn=_worker_init if workers > 0 else None,
+        generator=g,
+    )
+
+
+# =============================================================================================== loops
+
+
+@dataclass
+class _Precision:
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    def autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return torch.autocast(device_type=self.device.type, enabled=False)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    optimizer: torch.optim.Optimizer,
+    *,
+    precision: _Precision | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    freeze_bn: bool = False,
+    progress: bool = False,
+    description: str = "train",
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """One pass over ``loader`` with BCE-with-logits averaged over batch and classes.
+
+    Args:
+        model: network (possibly DDP-wrapped) returning logits (B, K).
+        loader: yields ``(images (B, C, S, S), targets (B, K), indices (B,))``.
+        precision: device, autocast dtype and memory format (default: CPU, float32).
+        scaler: a GradScaler for float16 autocast, else None.
+        freeze_bn: keep batch-norm layers in eval mode (running statistics).
+        progress: show a tqdm bar with the running loss and images/s.
+        on_step: called with the step index after each optimizer step (tests use it to interrupt).
+
+    Returns:
+        ``{"loss": mean loss of this rank, "images": count, "seconds", "images_per_s"}``.
+    """
+    from tqdm.auto import tqdm
+
+    precision = precision or _Precision(torch.device("cpu"))
+    model.train()
+    if freeze_bn:
+        _set_bn_eval(model)
+    criterion = nn.BCEWithLogitsLoss()
+    total_loss, n_images, n_batches = 0.0, 0, 0
+    t0 = time.perf_counter()
+    bar = tqdm(loader, desc=description, leave=False, disable=not progress, dynamic_ncols=True)
+    for step, (x, y, _) in enumerate(bar):
+        x = precision.to_input(x)
+        y = y.to(precision.device, non_blocking=True)
+        with precision.autocast():
+            logits = model(x)
+            loss = criterion(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise FloatingPointError(f"loss is {lv} at step {step}; lower --lr or check the data")
+        total_loss += lv
+        n_batches += 1
+        n_images += x.shape[0]
+        if progress:
+            dt = time.perf_counter() - t0
+            bar.set_postfix(loss=f"{total_loss / n_batches:.4f}", img_s=f"{n_images / max(dt, 1e-9):.1f}")
+        if on_step is not None:
+            on_step(step)
+    seconds = time.perf_counter() - t0
+    return {
+        "loss": total_loss / max(n_batches, 1),
+        "images": float(n_images),
+        "seconds": seconds,
+        "images_per_s": n_images / max(seconds, 1e-9),
+    }
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    n_total: int,
+    *,
+    precision: _Precision | None = None,
+    info: DistInfo | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Probabilities for every image of a (possibly rank-sharded) evaluation loader.
+
+    With several ranks each predicts its shard; shards are gathered with ``all_gather`` and put back
+    in dataset order (padding duplicates collapse), so every rank returns the full arrays.
+
+    Returns:
+        ``(probs (N, K) float64, targets (N, K) float64, mean BCE loss)``.
+    """
+    from tqdm.auto import tqdm
+
+    precision = precision or _Precision(torch.device("cpu"))
+    info = info or DistInfo()
+    model.eval()
+    idx_l, p_l, t_l = [], [], []
+    for x, y, idx in tqdm(loader, desc="eval", leave=False, disable=not progress, dynamic_ncols=True):
+        with precision.autocast():
+            logits = model(precision.to_input(x))
+        p_l.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64))
+        t_l.append(y.numpy().astype(np.float64))
+        idx_l.append(np.asarray(idx, dtype=np.int64))
+    k = len(CLASS_NAMES) if not p_l else p_l[0].shape[1]
+    idx = np.concatenate(idx_l) if idx_l else np.zeros(0, np.int64)
+    probs = np.concatenate(p_l) if p_l else np.zeros((0, k))
+    targets = np.concatenate(t_l) if t_l else np.zeros((0, k))
+    if info.distributed:
+        idx = np.concatenate(all_gather_array(idx, info))
+        probs = np.concatenate(all_gather_array(probs, info))
+        targets = np.concatenate(all_gather_array(targets, info))
+    out_p = np.full((n_total, k), np.nan)
+    out_t = np.full((n_total, k), np.nan)
+    out_p[idx], out_t[idx] = probs, targets
+    if np.isnan(out_p).any():
+        raise RuntimeError("some images got no prediction (sampler and dataset disagree)")
+    eps = 1e-12
+    loss = float(-np.mean(out_t * np.log(out_p + eps) + (1 - out_t) * np.log(1 - out_p + eps)))
+    return out_p, out_t, loss
+
+
+@dataclass
+class EvalResult:
+    """Predictions and AUCs of one evaluation pass."""
+
+    probs: np.ndarray
+    targets: np.ndarray
+    loss: float
+    per_class_auc: dict[str, float]
+    mean_auc: float
+
+
+def evaluate(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    n_total: int,
+    *,
+    precision: _Precision | None = None,
+    info: DistInfo | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """`predict` + per-class AUC (undefined classes are NaN, without a warning) and their mean."""
+    probs, targets, loss = predict(model, loader, n_total, precision=precision, info=info, progress=progress)
+    aucs = per_class_auc(probs, targets, warn=False)
+    return EvalResult(probs, targets, loss, aucs, mean_auc(aucs))
+
+
+# =============================================================================================== state
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+
+
+def load_train_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load ``last.pt`` safely (``weights_only=True``: tensors and plain Python types only)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a cral-train state file")
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(f"{path}: unsupported state version {state.get('version')}")
+    return state
+
+
+# =============================================================================================== fit
+
+
+@dataclass
+class FitResult:
+    """What a training run produced."""
+
+    output: Path
+    best_epoch: int | None
+    best_mean_auc: float | None
+    history: list[dict[str, Any]]
+
+
+def _configure_runtime(cfg: TrainConfig, device: torch.device) -> bool:
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    deterministic = cfg.deterministic if cfg.deterministic is not None else device.type == "cpu"
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = device.type == "cuda"
+    return deterministic
+
+
+def _export_best(
+    model: nn.Module,
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    epoch: int,
+    result: EvalResult | None,
+    data_info: dict[str, Any],
+    command: Sequence[str],
+) -> None:
+    from cral_model.checkpoint import save_checkpoint
+
+    thresholds = None
+    metrics: dict[str, Any] = {"epoch": epoch + 1}
+    if result is not None:
+        thresholds = youden_thresholds(result.probs, result.targets)
+        metrics.update(
+            {
+                "val_mean_auc": result.mean_auc,
+                "val_per_class_auc": result.per_class_auc,
+                "val_loss": result.loss,
+                "threshold_rule": "Youden's J (max sensitivity + specificity - 1) on the validation split; "
+                "0.5 where the validation split lacks positives or negatives",
+            }
+        )
+    provenance = {
+        "data": data_info,
+        "command": shlex.join(command),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "train_config": cfg.replace(output=None).to_dict() | {"data_root": data_info.get("data_root")},
+    }
+    save_checkpoint(
+        _unwrap(model),
+        out / "best.safetensors",
+        preprocessing=cfg.preprocess_config(),
+        thresholds=thresholds,
+        provenance=_nan_to_none(provenance),
+        metrics=_nan_to_none(metrics),
+    )
+
+
+def fit(
+    cfg: TrainConfig,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    command: Sequence[str] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> FitResult:
+    """Train according to ``cfg`` (see the module docstring for what lands in ``cfg.output``).
+
+    Args:
+        cfg: the resolved run configuration; ``cfg.output`` is required.
+        resume: path of a ``last.pt`` to continue from (its model/optimizer/RNG state and epoch).
+        command: the command line, for provenance (default ``sys.argv``).
+        on_step: ``(epoch, step)`` callback after every optimizer step (tests interrupt runs with it).
+
+    Returns:
+        `FitResult` (on every rank; only rank 0 writes files).
+    """
+    from cral_model.models.cral import build_model_from_config
+
+    if not cfg.output:
+        raise ValueError("output folder is required")
+    out = Path(cfg.output)
+    command = list(command) if command is not None else list(sys.argv)
+
+    # Device and process group first: the device decides the backend.
+    probe = DistInfo(local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(cfg.device, probe)
+    info = init_distributed(device)
+    try:
+        return _fit(cfg, out, device, info, resume, command, on_step, build_model_from_config)
+    finally:
+        cleanup(info)
+
+
+def _fit(
+    cfg: TrainConfig,
+    out: Path,
+    device: torch.device,
+    info: DistInfo,
+    resume: str | os.PathLike[str] | None,
+    command: list[str],
+    on_step: Callable[[int, int], None] | None,
+    build: Callable[..., nn.Module],
+) -> FitResult:
+    deterministic = _configure_runtime(cfg, device)
+    if cfg.batch_size % info.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} ranks")
+    per_rank_batch = cfg.batch_size // info.world_size
+
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.to_yaml(out / "config.yaml")
+    splits = load_splits(cfg)
+    if info.is_main:
+        _log.info(
+            "data: %d training images (%d patients), %d validation images (%d patients), %d missing",
+            splits.info["n_train"],
+            splits.info["n_train_patients"],
+            splits.info["n_val"],
+            splits.info["n_val_patients"],
+            splits.info["n_missing"],
+        )
+    pre = cfg.preprocess_config()
+    cache = _auto_cache(splits.train, cfg.cache_images)
+    train_ds = ImageDataset(splits.train, TrainPreset(pre, scale=cfg.crop_scale, hflip=cfg.hflip), cache=cache)
+    train_sampler = EpochSampler(
+        len(train_ds), shuffle=True, seed=cfg.seed, num_replicas=info.world_size, rank=info.rank
+    )
+    drop_last = len(train_sampler) >= per_rank_batch and len(train_sampler) % per_rank_batch == 1
+    train_loader = make_loader(
+        train_ds,
+        train_sampler,
+        batch_size=per_rank_batch,
+        workers=cfg.workers,
+        device=device,
+        seed=cfg.seed,
+        drop_last=drop_last,  # only to avoid a single-image batch (batch norm cannot train on it)
+    )
+    val_loader = None
+    if splits.val is not None:
+        val_ds = ImageDataset(splits.val, EvalPreset(pre), cache=cache)
+        val_sampler = EpochSampler(
+            len(val_ds), shuffle=False, num_replicas=info.world_size, rank=info.rank, augment_seeds=False
+        )
+        eval_bs = cfg.eval_batch_size or per_rank_batch
+        val_loader = make_loader(
+            val_ds, val_sampler, batch_size=eval_bs, workers=cfg.workers, device=device, seed=cfg.seed
+        )
+
+    # Model: identical initialisation on every rank (and DDP broadcasts rank 0's anyway).
+    seed_everything(cfg.seed)
+    model = build(cfg.model_config()).to(device)
+    use_cuda = device.type == "cuda"
+    channels_last = cfg.channels_last and use_cuda
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    amp_dtype = None
+    scaler = None
+    if cfg.amp and use_cuda:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if amp_dtype == torch.float16:
+            scaler = torch.amp.GradScaler("cuda")
+    precision = _Precision(device, amp_dtype, channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+
+    start_epoch, best_epoch, best_auc = 0, None, -math.inf
+    history: list[dict[str, Any]] = []
+    if resume is not None:
+        state = load_train_state(resume)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        start_epoch = int(state["epoch"])
+        best_epoch = state["best_epoch"]
+        best_auc = state["best_mean_auc"] if state["best_mean_auc"] is not None else -math.inf
+        history = list(state.get("history", []))
+        saved_cfg = state.get("config", {})
+        diffs = {k: (saved_cfg.get(k), v) for k, v in cfg.to_dict().items() if saved_cfg.get(k) != v}
+        if diffs and info.is_main:
+            _log.warning("resuming with config changes (saved -> now): %s", diffs)
+        if info.is_main:
+            _log.info("resumed from %s after epoch %d", resume, start_epoch)
+
+    if info.distributed:
+        ddp_kwargs: dict[str, Any] = {"device_ids": [device.index]} if use_cuda else {}
+        model = nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+
+    log_path = out / "log.jsonl"
+    if info.is_main and resume is None and log_path.exists():
+        log_path.unlink()
+    for epoch in range(start_epoch, cfg.epochs):
+        lr = cfg.lr_at(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        train_sampler.set_epoch(epoch)
+        stats = train_one_epoch(
+            model,
+            train_loader,
+            optimizer,
+            precision=precision,
+            scaler=scaler,
+            freeze_bn=cfg.freeze_bn,
+            progress=cfg.progress and info.is_main,
+            description=f"epoch {epoch + 1}/{cfg.epochs}",
+            on_step=(lambda step, e=epoch: on_step(e, step)) if on_step is not None else None,
+        )
+        loss, = all_reduce_mean([stats["loss"]], info)
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": loss,
+            "train_images_per_s": stats["images_per_s"] * info.world_size,
+            "train_seconds": stats["seconds"],
+        }
+        result = None
+        if val_loader is not None:
+            result = evaluate(
+                model, val_loader, len(splits.val), precision=precision, info=info, progress=False
+            )
+            record.update(
+                {"val_loss": result.loss, "val_mean_auc": result.mean_auc, "val_per_class_auc": result.per_class_auc}
+            )
+        score = result.mean_auc if result is not None else float(epoch)
+        improved = not math.isnan(score) and score > best_auc
+        if best_epoch is None and not improved:  # all-undefined validation AUC: still export something
+            improved = True
+        if improved:
+            best_epoch, best_auc = epoch + 1, (score if not math.isnan(score) else -math.inf)
+        record["best_epoch"] = best_epoch
+        history.append(_nan_to_none(record))
+        if info.is_main:
+            if improved:
+                _export_best(
+                    model, out, cfg, epoch=epoch, result=result, data_info=splits.info, command=command
+                )
+            state = {
+                "format": STATE_FORMAT,
+                "version": STATE_VERSION,
+                "epoch": epoch + 1,
+                "model": _unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": _rng_state(),
+                "best_epoch": best_epoch,
+                "best_mean_auc": best_auc if math.isfinite(best_auc) else None,
+                "history": history,
+                "config": cfg.to_dict(),
+                "deterministic": deterministic,
+            }
+            _atomic_torch_save(state, out / "last.pt")
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(_nan_to_none(record)) + "\n")
+            val_txt = f", val mean AUC {result.mean_auc:.4f}" if result is not None else ""
+            _log.info(
+                "epoch %d/%d: lr %.2g, train loss %.4f, %.1f img/s%s%s",
+                epoch + 1,
+                cfg.epochs,
+                lr,
+                loss,
+                record["train_images_per_s"],
+                val_txt,
+                " (best)" if improved else "",
+            )
+        barrier(info)
+    return FitResult(
+        output=out,
+        best_epoch=best_epoch,
+        best_mean_auc=best_auc if math.isfinite(best_auc) else None,
+        history=history,
+    )

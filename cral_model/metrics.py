@@ -1,0 +1,274 @@
+"""ROC AUC and operating-point metrics for multi-label predictions (numpy only).
+
+Conventions: ``probs`` and ``targets`` are ``(N, K)`` arrays, targets 0/1. A class whose targets are all
+0 or all 1 has an undefined AUC: it is NaN here (``null`` in JSON), a `UndefinedAUCWarning` is issued
+(MONAI ``rocauc._calculate``), and means skip it.
+
+Also holds the paper's reference numbers (Guan & Huang, Tables 1 and 2; see docs/CRAL.md) for the
+side-by-side tables printed by ``cral-eval`` and ``cral-ablation``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from cral_model.labels import CLASS_NAMES
+
+__all__ = [
+    "PAPER_TABLE1",
+    "PAPER_TABLE2",
+    "AUCMetric",
+    "UndefinedAUCWarning",
+    "bootstrap_auc_ci",
+    "mean_auc",
+    "per_class_auc",
+    "roc_auc",
+    "roc_curve",
+    "sensitivity_specificity",
+    "youden_thresholds",
+]
+
+
+class UndefinedAUCWarning(UserWarning):
+    """A class has only one label value, so its ROC AUC is undefined (NaN)."""
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of a 1-D array, ties getting the mean of their ranks."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    # Boundaries of runs of equal values.
+    boundary = np.concatenate(([True], xs[1:] != xs[:-1], [True]))
+    starts = np.flatnonzero(boundary)
+    run_len = np.diff(starts)
+    avg = starts[:-1] + (run_len + 1) / 2.0  # 1-based mean rank of each run
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.repeat(avg, run_len)
+    return ranks
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of one class (Mann-Whitney U / (n_pos n_neg); ties count one half).
+
+    Args:
+        scores: ``(N,)`` scores, higher = more likely positive.
+        labels: ``(N,)`` 0/1.
+
+    Returns:
+        The AUC in [0, 1], or NaN when ``labels`` has a single value (no warning here).
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel() > 0.5
+    if s.shape != y.shape:
+        raise ValueError(f"scores {s.shape} and labels {y.shape} differ in shape")
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = _average_ranks(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _check(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(probs, dtype=np.float64)
+    t = np.asarray(targets, dtype=np.float64)
+    if p.ndim != 2 or p.shape != t.shape:
+        raise ValueError(f"expected probs and targets of the same (N, K) shape, got {p.shape} and {t.shape}")
+    return p, t
+
+
+def per_class_auc(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    class_names: Sequence[str] = CLASS_NAMES,
+    *,
+    warn: bool = True,
+) -> dict[str, float]:
+    """ROC AUC of each class: ``name -> AUC`` (NaN, with a `UndefinedAUCWarning`, when undefined)."""
+    p, t = _check(probs, targets)
+    if p.shape[1] != len(class_names):
+        raise ValueError(f"{p.shape[1]} columns but {len(class_names)} class names")
+    out = {name: roc_auc(p[:, k], t[:, k]) for k, name in enumerate(class_names)}
+    undefined = [n for n, v in out.items() if math.isnan(v)]
+    if undefined and warn:
+        warnings.warn(
+            f"ROC AUC undefined (only one label value) for {undefined}; reported as NaN and skipped in the mean",
+            UndefinedAUCWarning,
+            stacklevel=2,
+        )
+    return out
+
+
+def mean_auc(aucs: Mapping[str, float] | Sequence[float]) -> float:
+    """Mean of the defined (non-NaN) AUCs; NaN when none is defined."""
+    vals = np.asarray(list(aucs.values()) if isinstance(aucs, Mapping) else list(aucs), dtype=np.float64)
+    vals = vals[~np.isnan(vals)]
+    return float(vals.mean()) if vals.size else math.nan
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC curve of one class.
+
+    Returns:
+        ``(fpr, tpr, thresholds)``: one point per distinct score (predict positive when
+        ``score >= threshold``), preceded by the point (0, 0) at threshold +inf. Empty-class rates are NaN.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel() > 0.5
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last_of_run = np.flatnonzero(np.concatenate((s[1:] != s[:-1], [True])))
+    tp = np.cumsum(y)[last_of_run].astype(np.float64)
+    fp = (last_of_run + 1 - tp).astype(np.float64)
+    n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.concatenate(([0.0], tp / n_pos)) if n_pos else np.full(len(tp) + 1, np.nan)
+        fpr = np.concatenate(([0.0], fp / n_neg)) if n_neg else np.full(len(fp) + 1, np.nan)
+    thresholds = np.concatenate(([np.inf], s[last_of_run]))
+    return fpr, tpr, thresholds
+
+
+def youden_thresholds(probs: np.ndarray, targets: np.ndarray, *, default: float = 0.5) -> list[float]:
+    """Per-class operating threshold maximising Youden's J = sensitivity + specificity - 1.
+
+    The threshold is the score of the best ROC point (predict positive when ``p >= threshold``); among
+    ties of J the highest threshold (fewest positives) wins. A class lacking positives or negatives
+    gets ``default``.
+    """
+    p, t = _check(probs, targets)
+    out = []
+    for k in range(p.shape[1]):
+        fpr, tpr, thr = roc_curve(p[:, k], t[:, k])
+        if np.isnan(fpr).any() or np.isnan(tpr).any():
+            out.append(float(default))
+            continue
+        j = tpr - fpr
+        j[0] = -np.inf  # the +inf threshold (nothing positive) is not an operating point
+        out.append(float(thr[int(np.argmax(j))]))
+    return out
+
+
+def sensitivity_specificity(
+    probs: np.ndarray, targets: np.ndarray, thresholds: Sequence[float], class_names: Sequence[str] = CLASS_NAMES
+) -> dict[str, dict[str, float]]:
+    """Sensitivity and specificity of each class at ``p >= threshold``.
+
+    Returns:
+        ``name -> {"threshold", "sensitivity", "specificity", "n_pos", "n_neg"}`` (rates NaN when undefined).
+    """
+    p, t = _check(probs, targets)
+    out = {}
+    for k, name in enumerate(class_names):
+        pred = p[:, k] >= thresholds[k]
+        pos = t[:, k] > 0.5
+        n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+        sens = float((pred & pos).sum() / n_pos) if n_pos else math.nan
+        spec = float((~pred & ~pos).sum() / n_neg) if n_neg else math.nan
+        out[name] = {
+            "threshold": float(thresholds[k]),
+            "sensitivity": sens,
+            "specificity": spec,
+            "n_pos": n_pos,
+            "n_neg": n_neg,
+        }
+    return out
+
+
+def bootstrap_auc_ci(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    class_names: Sequence[str] = CLASS_NAMES,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, object]:
+    """Percentile bootstrap confidence intervals of the per-class AUCs and of the mean AUC.
+
+    Images are resampled with replacement (``numpy.random.default_rng(seed)``); a resample in which a
+    class lacks positives or negatives is skipped for that class; the mean of a resample averages the
+    classes defined in it (as the point estimate does).
+
+    Returns:
+        ``{"level", "n_resamples", "seed", "per_class": name -> [lo, hi] or None, "mean_auc": [lo, hi] or None}``.
+    """
+    p, t = _check(probs, targets)
+    n, k = p.shape
+    rng = np.random.default_rng(seed)
+    boot = np.full((n_resamples, k), np.nan)
+    for b in range(n_resamples):
+        idx = rng.integers(0, n, n)
+        pb, tb = p[idx], t[idx]
+        for c in range(k):
+            boot[b, c] = roc_auc(pb[:, c], tb[:, c])
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def _interval(v: np.ndarray) -> list[float] | None:
+        v = v[~np.isnan(v)]
+        if v.size < max(10, n_resamples // 10):
+            return None
+        return [float(np.percentile(v, lo_q)), float(np.percentile(v, hi_q))]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+        means = np.nanmean(boot, axis=1)  # NaN for a resample with no defined class
+    return {
+        "level": level,
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "per_class": {name: _interval(boot[:, c]) for c, name in enumerate(class_names)},
+        "mean_auc": _interval(means),
+    }
+
+
+class AUCMetric:
+    """Accumulate ``(probs, targets)`` batches, then aggregate (MONAI ``ROCAUCMetric`` style)."""
+
+    def __init__(self, class_names: Sequence[str] = CLASS_NAMES) -> None:
+        self.class_names = tuple(class_names)
+        self.reset()
+
+    def reset(self) -> None:
+        self._probs: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
+
+    def update(self, probs: np.ndarray, targets: np.ndarray) -> None:
+        """Add a batch: ``(B, K)`` probabilities and 0/1 targets."""
+        p, t = _check(probs, targets)
+        self._probs.append(p)
+        self._targets.append(t)
+
+    def aggregate(self, *, warn: bool = True) -> tuple[dict[str, float], float]:
+        """``(per_class_auc, mean_auc)`` over everything added since the last reset."""
+        k = len(self.class_names)
+        p = np.concatenate(self._probs) if self._probs else np.zeros((0, k))
+        t = np.concatenate(self._targets) if self._targets else np.zeros((0, k))
+        aucs = per_class_auc(p, t, self.class_names, warn=warn)
+        return aucs, mean_auc(aucs)
+
+
+# --------------------------------------------------------------------------------- the paper's numbers
+
+_T1_CLASSES = CLASS_NAMES
+#: Table 1 (official split, test AUC) keyed by ``(backbone, attention)``; values in `CLASS_NAMES` order + mean.
+PAPER_TABLE1: dict[tuple[str, str], dict[str, float]] = {
+    key: {**dict(zip(_T1_CLASSES, vals[:14])), "mean": vals[14]}
+    for key, vals in {
+        ("resnet50", "att1"): (.779, .879, .824, .694, .831, .766, .726, .858, .758, .850, .909, .832, .778, .906, .814),
+        ("resnet50", "att2"): (.777, .875, .826, .695, .825, .765, .720, .852, .751, .848, .905, .819, .777, .908, .810),
+        ("densenet121", "att1"): (.781, .883, .831, .697, .830, .764, .725, .866, .758, .853, .911, .826, .780, .918, .816),
+        ("densenet121", "att2"): (.781, .880, .829, .702, .834, .773, .729, .857, .754, .850, .908, .830, .778, .917, .816),
+    }.items()
+}  # fmt: skip
+
+#: Table 2 ablation means keyed by ``(backbone, attention)`` -> mode -> mean AUC.
+PAPER_TABLE2: dict[tuple[str, str], dict[str, float]] = {
+    ("resnet50", "att1"): {"full": .8136, "no_category": .8114, "no_residual": .8069, "no_attention": .8034},
+    ("resnet50", "att2"): {"full": .8102, "no_category": .8093, "no_residual": .8052, "no_attention": .8034},
+    ("densenet121", "att1"): {"full": .8157, "no_category": .8135, "no_residual": .8069, "no_attention": .8056},
+    ("densenet121", "att2"): {"full": .8157, "no_category": .8136, "no_residual": .8073, "no_attention": .8056},
+}  # fmt: skip

@@ -1,0 +1,172 @@
+"""`TrainConfig`: one frozen, flat dataclass per training run.
+
+Every field is a ``cral-train`` flag (``batch_size`` <-> ``--batch-size``) and a key of the YAML config
+file (``--config FILE.yaml``). Precedence: dataclass defaults (the paper's recipe) < YAML file < flags.
+The resolved config is written to ``OUTPUT/config.yaml`` and stored in the training state, so
+``--resume`` and the exported checkpoint know exactly what ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cral_model.config import ConfigError, ModelConfig, PreprocessConfig
+
+__all__ = ["TrainConfig", "load_yaml_config"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run. Defaults are Guan & Huang's Section 4.2 recipe.
+
+    Data:
+        data_root: NIH ChestX-ray14 root (images anywhere below it). Required unless ``train_csv`` is set.
+        labels_dir: folder with ``Data_Entry_2017*.csv[.gz]`` and the list files, when not below data_root.
+        train_csv / val_csv: own data in the plain CSV format (`cral_model.data.nih`); ``val_csv`` None
+            splits ``val_fraction`` of the patients off ``train_csv``.
+        val_fraction: fraction of train_val *patients* held out for validation (model selection, thresholds).
+        split_seed: seed of that patient split (kept apart from ``seed`` so runs with different seeds
+            share one validation set).
+        allow_missing: train/validate on the images present instead of refusing a partial copy.
+        max_train_images: use a seeded random subset of at most this many training images (smoke runs).
+        cache_images: keep decoded images in memory; None = automatic (small images only).
+    Model: backbone, attention, mode, att_channels, pretrained (``"imagenet"`` or ``"none"``).
+    Preprocessing: input_size (network input), resize (None = input_size * 256 / 224, the paper's
+        ratio), base_size (optional first down-resize, see `PreprocessConfig`), crop_scale (random
+        resized crop area range), hflip.
+    Optimisation: epochs, batch_size (global: split evenly over distributed ranks), lr, momentum,
+        weight_decay, lr_steps (epochs after which lr is multiplied by lr_gamma), lr_gamma.
+    Runtime: workers (DataLoader processes per rank), seed, device (``auto``/``cpu``/``cuda``/
+        ``cuda:N``), amp (CUDA mixed precision), channels_last (CUDA), deterministic (None = on for
+        CPU, off for CUDA), threads (torch CPU threads, None = torch default), freeze_bn (batch-norm
+        layers use and keep their running statistics: same result for any number of ranks),
+        eval_batch_size (None = batch_size), progress (tqdm bar).
+    """
+
+    # data
+    data_root: str | None = None
+    labels_dir: str | None = None
+    train_csv: str | None = None
+    val_csv: str | None = None
+    output: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    allow_missing: bool = False
+    max_train_images: int | None = None
+    cache_images: bool | None = None
+    # model
+    backbone: str = "resnet50"
+    attention: str = "att1"
+    mode: str = "full"
+    att_channels: int | None = None
+    pretrained: str = "imagenet"
+    # preprocessing / augmentation
+    input_size: int = 224
+    resize: int | None = None
+    base_size: int | None = None
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    hflip: bool = True
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_steps: tuple[int, ...] = (20,)
+    lr_gamma: float = 0.1
+    # runtime
+    workers: int = 4
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    deterministic: bool | None = None
+    threads: int | None = None
+    freeze_bn: bool = False
+    eval_batch_size: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.pretrained not in ("imagenet", "none"):
+            raise ConfigError(f"pretrained must be 'imagenet' or 'none', got {self.pretrained!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        for name in ("epochs", "batch_size", "input_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+        if self.workers < 0:
+            raise ConfigError("workers must be >= 0")
+        if self.lr <= 0:
+            raise ConfigError("lr must be > 0")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ConfigError(f"crop_scale must be (lo, hi) with 0 < lo <= hi <= 1, got {self.crop_scale}")
+        if self.max_train_images is not None and self.max_train_images < 1:
+            raise ConfigError("max_train_images must be >= 1")
+        # Validate the derived configs early, with their own messages.
+        self.model_config()
+        self.preprocess_config()
+
+    # ----------------------------------------------------------------- derived configs
+
+    @property
+    def resolved_resize(self) -> int:
+        """``resize``, or the paper's 256/224 ratio applied to ``input_size``."""
+        return self.resize if self.resize is not None else round(self.input_size * 256 / 224)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            backbone=self.backbone,
+            attention=self.attention,
+            mode=self.mode,
+            att_channels=self.att_channels,
+            pretrained=None if self.pretrained == "none" else self.pretrained,
+        )
+
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig(input_size=self.input_size, resize=self.resolved_resize, base_size=self.base_size)
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of 0-based ``epoch``: ``lr * lr_gamma ** #(steps <= epoch)``."""
+        return self.lr * self.lr_gamma ** sum(1 for s in self.lr_steps if epoch >= s)
+
+    # ----------------------------------------------------------------- (de)serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"TrainConfig: expected a mapping, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {sorted(names)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_yaml(self, path: str | Path) -> None:
+        import yaml
+
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML run config: a flat mapping of `TrainConfig` field names (``-`` accepted for ``_``)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
