@@ -1,0 +1,77 @@
+"""What the image view shows, as plain data with plain callbacks (no Qt).
+
+Widgets read from and write to a :class:`ViewerState`; they never talk to each other directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+from cxr_viewer.core.image import XrayImage
+from cxr_viewer.core.orientation import Orientation
+
+__all__ = ["SALIENCY", "ViewerState"]
+
+#: ``selected_map`` value for the class-agnostic map (a class index selects that class's map).
+SALIENCY = -1
+
+Callback = Callable[[set[str]], None]
+
+
+@dataclass(eq=False)
+class ViewerState:
+    """The displayed study and how it is shown.
+
+    Attributes:
+        image: the study on screen, or None.
+        window: ``(center, width)`` in pixel units of ``image``.
+        invert: show the image negative (on top of any MONOCHROME1 handling, which is already done).
+        orientation: rotation/flips of the display.
+        selected_map: a class index, :data:`SALIENCY`, or None for no overlay.
+        overlay_visible: show the overlay at all.
+        overlay_opacity: in [0, 1].
+        colormap: name from :data:`cxr_viewer.core.overlay.COLORMAPS`.
+    """
+
+    image: XrayImage | None = None
+    window: tuple[float, float] = (0.5, 1.0)
+    invert: bool = False
+    orientation: Orientation = field(default_factory=Orientation)
+    selected_map: int | None = None
+    overlay_visible: bool = True
+    overlay_opacity: float = 0.45
+    colormap: str = "jet"
+    _callbacks: list[Callback] = field(default_factory=list, repr=False)
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(changed_field_names)`` after each :meth:`update`; returns an unsubscriber."""
+        self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def update(self, **changes: object) -> set[str]:
+        """Set fields and notify subscribers of those that really changed.
+
+        Raises:
+            AttributeError: for an unknown field name.
+        """
+        names = {f.name for f in fields(self) if not f.name.startswith("_")}
+        changed: set[str] = set()
+        for key, value in changes.items():
+            if key not in names:
+                raise AttributeError(f"ViewerState has no field {key!r}")
+            if key == "overlay_opacity":
+                value = min(max(float(value), 0.0), 1.0)  # type: ignore[arg-type]
+            old = getattr(self, key)
+            if old is not value and old != value:
+                setattr(self, key, value)
+                changed.add(key)
+        if changed:
+            for cb in list(self._callbacks):
+                cb(changed)
+        return changed

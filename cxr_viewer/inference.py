@@ -1,0 +1,202 @@
+"""The viewer's side of the model: what it needs from a predictor, and the adapter to ``cral_model``.
+
+Nothing here imports torch or ``cral_model`` at module level: they are imported inside
+:func:`load_predictor`, which the inference worker calls on its own thread, so the window appears
+before the (slow) torch import happens.
+
+What the viewer passes to the model is :attr:`XrayImage.pixels`: display orientation, modality LUT
+applied, MONOCHROME1 inverted (higher = brighter), float32, full resolution. The predictor does its
+own normalisation and resizing (its single preprocessing pipeline).
+
+Triage score of a study (the worklist's sort key): ``max_k p_k / t_k`` over classes when the model has
+per-class thresholds, else ``max_k p_k`` (see :func:`cxr_viewer.core.findings.triage_score`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from cxr_viewer.core.image import XrayImage
+
+__all__ = [
+    "ModelInfo",
+    "PredictionLike",
+    "Predictor",
+    "attention_region",
+    "default_model_path",
+    "load_predictor",
+    "model_card_text",
+    "model_input",
+]
+
+NOT_FOR_CLINICAL_USE = "Research demonstration only - NOT FOR CLINICAL USE. Do not use for diagnosis."
+
+
+@runtime_checkable
+class PredictionLike(Protocol):
+    """What the viewer reads from a prediction (``cral_model.Prediction`` satisfies it)."""
+
+    class_names: tuple[str, ...]
+    probabilities: np.ndarray  # (K,) float32 in [0, 1]
+    attention: np.ndarray  # (K, h, w) float32 in [0, 1]
+    saliency: np.ndarray  # (h, w) float32 in [0, 1]
+    thresholds: np.ndarray | None  # (K,) or None
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What the viewer needs from a model (``cral_model.Predictor`` satisfies it)."""
+
+    device: str
+    class_names: tuple[str, ...]
+    thresholds: np.ndarray | None
+    metadata: dict[str, Any]
+
+    def predict(self, image: np.ndarray) -> PredictionLike:
+        """One 2-D image (display orientation, higher = brighter) -> prediction."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A loaded model, described for the GUI thread (plain data, no torch objects)."""
+
+    path: str
+    device: str
+    class_names: tuple[str, ...]
+    thresholds: tuple[float, ...] | None
+    metadata: dict[str, Any]
+    #: (top, left, bottom, right) fractions of the image the attention maps cover
+    region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+
+    @property
+    def name(self) -> str:
+        """The checkpoint's file name."""
+        return Path(self.path).name if self.path else "(unnamed model)"
+
+
+def default_model_path() -> Path | None:
+    """The bundled demo checkpoint (or ``$CXR_TRIAGE_MODEL``), or None when there is none yet."""
+    try:
+        import cral_model
+    except ImportError:  # pragma: no cover - the model package is part of the same distribution
+        return None
+    finder = getattr(cral_model, "default_checkpoint_path", None)
+    if finder is None:
+        return None
+    path = finder()
+    return Path(path) if path is not None else None
+
+
+def load_predictor(path: str | os.PathLike[str], device: str = "auto") -> Predictor:
+    """Load a ``cral-train`` checkpoint (safetensors; never unpickled). Slow: call off the GUI thread.
+
+    Raises:
+        cral_model.CheckpointError: for files that are not valid checkpoints.
+    """
+    import cral_model
+
+    return cral_model.Predictor.from_checkpoint(path, device=device)  # type: ignore[no-any-return]
+
+
+def attention_region(predictor: Any) -> tuple[float, float, float, float]:
+    """Which part of the image the attention maps cover, as (top, left, bottom, right) fractions.
+
+    ``cral_model`` squashes the whole image to ``resize`` x ``resize`` and then centre-crops
+    ``input_size``; the maps cover that crop. Without that information the whole image is assumed.
+    """
+    cfg = getattr(predictor, "preprocessing", None)
+    resize = getattr(cfg, "resize", None)
+    size = getattr(cfg, "input_size", None)
+    if not resize or not size or size >= resize:
+        return (0.0, 0.0, 1.0, 1.0)
+    off = ((resize - size) // 2) / resize
+    end = off + size / resize
+    return (off, off, end, end)
+
+
+def describe(predictor: Predictor, path: str | os.PathLike[str] | None) -> ModelInfo:
+    """Plain-data description of a loaded predictor."""
+    thr = getattr(predictor, "thresholds", None)
+    return ModelInfo(
+        path=str(path or ""),
+        device=str(getattr(predictor, "device", "cpu")),
+        class_names=tuple(predictor.class_names),
+        thresholds=None if thr is None else tuple(float(t) for t in np.asarray(thr).reshape(-1)),
+        metadata=dict(getattr(predictor, "metadata", {}) or {}),
+        region=attention_region(predictor),
+    )
+
+
+def model_input(image: XrayImage) -> np.ndarray:
+    """The array handed to :meth:`Predictor.predict` for a study (read-only, display orientation)."""
+    return image.pixels
+
+
+def _fmt(value: Any, indent: int = 2) -> list[str]:
+    pad = " " * indent
+    if isinstance(value, dict):
+        lines = []
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{pad}{k}:")
+                lines += _fmt(v, indent + 2)
+            else:
+                lines.append(f"{pad}{k}: {_short(v)}")
+        return lines
+    if isinstance(value, list):
+        if all(not isinstance(v, (dict, list)) for v in value):
+            return [pad + ", ".join(_short(v) for v in value)]
+        return [line for v in value for line in _fmt(v, indent)]
+    return [pad + _short(value)]
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    text = str(v)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def model_card_text(info: ModelInfo | None, class_names: Sequence[str] | None = None) -> str:
+    """The "About model" text: checkpoint metadata plus ``MODEL_CARD.md`` beside the file, if any.
+
+    Always carries the not-for-clinical-use notice.
+    """
+    lines = [NOT_FOR_CLINICAL_USE, ""]
+    if info is None:
+        lines += [
+            "No trained model loaded.",
+            "",
+            "Images can be viewed, but no findings are computed. Use File > Load model... to pick a",
+            "checkpoint written by cral-train (*.safetensors).",
+        ]
+        return "\n".join(lines)
+    lines += [f"Checkpoint: {info.path}", f"Device: {info.device}"]
+    names = list(class_names or info.class_names)
+    lines.append(f"Classes ({len(names)}): {', '.join(names)}")
+    if info.thresholds is not None:
+        lines.append(
+            "Thresholds: " + ", ".join(f"{n}={t:.3f}" for n, t in zip(names, info.thresholds, strict=False))
+        )
+    else:
+        lines.append("Thresholds: none (triage score = highest probability)")
+    meta = {k: v for k, v in info.metadata.items() if k not in ("class_names", "thresholds", "path")}
+    if meta:
+        lines += ["", "Metadata:"] + _fmt(meta)
+    card = Path(info.path).with_name("MODEL_CARD.md") if info.path else None
+    if card is not None and card.is_file():
+        try:
+            text = card.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        if text:
+            lines += ["", "MODEL_CARD.md:", "", text.strip()]
+    return "\n".join(lines)
