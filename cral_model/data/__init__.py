@@ -14,6 +14,7 @@ from cral_model.data.nih import (
     read_name_list,
 )
 from cral_model.data.splits import patient_split
+from cral_model.data.synthetic import make_synthetic_nih
 from cral_model.data.transforms import EvalPreset, TrainPreset
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "load_csv_dataset",
     "load_image",
     "load_nih_split",
+    "make_synthetic_nih",
     "parse_finding_labels",
     "patient_split",
     "read_data_entry",
