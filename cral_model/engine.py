@@ -518,14 +518,24 @@ def _export_best(
         "python": platform.python_version(),
         "train_config": cfg.replace(output=None).to_dict() | {"data_root": data_info.get("data_root")},
     }
-    save_checkpoint(
-        _unwrap(model),
-        out / "best.safetensors",
-        preprocessing=cfg.preprocess_config(),
-        thresholds=thresholds,
-        provenance=_nan_to_none(provenance),
-        metrics=_nan_to_none(metrics),
-    )
+    dest = out / "best.safetensors"
+    for pad in range(4):
+        save_checkpoint(
+            _unwrap(model),
+            dest,
+            preprocessing=cfg.preprocess_config(),
+            thresholds=thresholds,
+            provenance=_nan_to_none(provenance),
+            metrics=_nan_to_none(metrics),
+        )
+        with open(dest, "rb") as fh:
+            first = fh.read(1)
+        # A safetensors file starts with its header length (little-endian u64). If its low byte happens
+        # to be 0x80 the file looks like a pickle to checkpoint._sniff and would be refused; changing the
+        # header length by a few bytes avoids that.
+        if first != b"\x80":
+            break
+        provenance["_pad"] = "." * (pad + 1)
 
 
 def fit(
