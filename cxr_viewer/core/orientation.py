@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["Orientation"]
+__all__ = ["Orientation", "measure_length"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,27 @@ class Orientation:
         if k == 2:
             return h - 1 - row, w - 1 - col
         return col, w - 1 - row  # k == 3
+
+
+def measure_length(
+    start: tuple[float, float],
+    end: tuple[float, float],
+    spacing: tuple[float, float] | None,
+    orientation: Orientation = Orientation(),  # noqa: B008 - immutable default
+) -> float:
+    """Length of a line drawn on the *displayed* image.
+
+    Args:
+        start, end: ``(x, y)`` = (column, row) in display pixel coordinates.
+        spacing: ``(row_mm, col_mm)`` of the *source* image, or None to measure in pixels.
+        orientation: the display orientation (with a quarter turn, display x runs along source rows).
+
+    Returns:
+        Length in mm (or pixels when ``spacing`` is None).
+    """
+    dx, dy = float(end[0] - start[0]), float(end[1] - start[1])
+    if spacing is None:
+        return float(np.hypot(dx, dy))
+    row_mm, col_mm = spacing
+    d_col, d_row = (dy, dx) if orientation.swaps_axes else (dx, dy)
+    return float(np.hypot(d_col * col_mm, d_row * row_mm))

@@ -32,6 +32,9 @@ class ViewerState:
         overlay_visible: show the overlay at all.
         overlay_opacity: in [0, 1].
         colormap: name from :data:`cxr_viewer.core.overlay.COLORMAPS`.
+        prediction: the model's answer for ``image`` (anything with ``attention (K, h, w)`` and
+            ``saliency (h, w)``), or None.
+        map_region: (top, left, bottom, right) fractions of the image the maps cover.
     """
 
     image: XrayImage | None = None
@@ -42,6 +45,8 @@ class ViewerState:
     overlay_visible: bool = True
     overlay_opacity: float = 0.45
     colormap: str = "jet"
+    prediction: object | None = None
+    map_region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     _callbacks: list[Callback] = field(default_factory=list, repr=False)
 
     def subscribe(self, callback: Callback) -> Callable[[], None]:

@@ -1,0 +1,135 @@
+"""``cxr-viewer``: start the desktop viewer, or take a headless screenshot.
+
+Usage::
+
+    cxr-viewer [FILE_OR_FOLDER ...] [--model CHECKPOINT | --no-model]
+    cxr-viewer --screenshot OUT.png FILE ... [--select-finding N] [--size 1400x860]
+
+With ``--screenshot`` the window opens the files, waits for the analysis of the first one, selects its
+top finding (so its attention map is shown), waits for the others, saves a picture of the whole window,
+prints the top-8 findings of every file to stdout and exits with 0 (1 when the window could not be saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cxr_viewer import APP_NAME, ORG_NAME, __version__
+
+__all__ = ["get_parser", "main"]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(prog=APP_NAME, description="Chest X-ray triage viewer (not for clinical use).")
+    parser.add_argument("paths", nargs="*", help="files or folders to open")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--model", metavar="CHECKPOINT", help="a cral-train checkpoint (*.safetensors); "
+                       "default: the bundled demo model, or $CXR_TRIAGE_MODEL")
+    model.add_argument("--no-model", action="store_true", help="view images only")
+    parser.add_argument("--screenshot", metavar="OUT.png", help="headless: save a picture of the window and exit")
+    parser.add_argument("--select-finding", type=int, default=0, metavar="N",
+                        help="with --screenshot: which finding of the first study to show (0 = top)")
+    parser.add_argument("--size", default="1400x860", help="with --screenshot: window size WxH")
+    parser.add_argument("--timeout", type=float, default=600.0, help="with --screenshot: give up after SECONDS")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the viewer. Returns the process exit code."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.screenshot and not args.paths:
+        get_parser().error("--screenshot needs at least one FILE")
+
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setOrganizationName(ORG_NAME)
+    app.setApplicationName(APP_NAME)
+
+    from cxr_viewer.qt.main_window import MainWindow
+
+    model_path: str | None = None if args.no_model else (args.model or "")
+    window = MainWindow(model_path=model_path)
+    if args.screenshot:
+        return _screenshot(app, window, args)
+    window.show()
+    if args.paths:
+        window.open_paths(args.paths)
+    return int(app.exec())
+
+
+def _wait(app: object, condition: object, timeout: float) -> bool:
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
+    from cxr_viewer.core.findings import format_findings
+    from cxr_viewer.qt.main_window import MainWindow
+
+    assert isinstance(window, MainWindow)
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        width, height = 1400, 860
+    window.resize(width, height)
+    window.show()
+    window.open_paths(args.paths)
+    ok = _wait(app, lambda: window.model_status != "loading" and window.studies, args.timeout)
+    ordered = sorted(window.studies.values(), key=lambda s: s.id)
+    if not ok or not ordered:
+        print("no image could be opened", file=sys.stderr)
+    first = ordered[0] if ordered else None
+    finished = {"error", "done", "viewed (no model)", "cancelled"}
+    if first is not None:
+        _wait(app, lambda: first.status in finished, args.timeout)
+        window.select_study(first.id)
+        _wait(app, lambda: window.state.image is not None or first.status == "error", 60)
+        if first.findings:
+            n = min(max(args.select_finding, 0), len(first.findings) - 1)
+            window.findings_panel.select_row(n)
+    _wait(app, lambda: window.is_idle() and all(s.status in finished for s in window.studies.values()), args.timeout)
+    window.image_view.fit()
+    _wait(app, lambda: False, 0.5)  # let the layout and the pyqtgraph items settle
+    out = Path(args.screenshot)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    saved = window.grab().save(os.fspath(out))
+    if window.model_info is None:
+        print("No trained model loaded: findings not available")
+    for study in ordered:
+        print(f"{study.path}:")
+        if study.status == "error":
+            print(f"  error: {study.reason}")
+        elif not study.findings:
+            print(f"  {study.status}")
+        else:
+            print(f"  triage score {study.score:.3f}")
+            for line in format_findings(study.findings):
+                print("  " + line)
+    window.close()
+    if not saved:
+        print(f"could not save {out}", file=sys.stderr)
+    return 0 if saved else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

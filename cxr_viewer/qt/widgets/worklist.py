@@ -1,0 +1,154 @@
+"""The worklist: one row per study with thumbnail, name, status and triage score; sortable."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, QSize, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+
+__all__ = ["STATUSES", "Worklist"]
+
+STUDY_ROLE = Qt.ItemDataRole.UserRole + 1
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+COL_NAME, COL_STATUS, COL_SCORE = 0, 1, 2
+#: row statuses and their sort order (most urgent work first)
+STATUSES = ("analysing", "queued", "done", "viewed (no model)", "cancelled", "error")
+_STATUS_COLOURS = {"error": QColor(200, 40, 40), "analysing": QColor(30, 110, 200), "cancelled": QColor(130, 130, 130)}
+
+
+def thumbnail_icon(thumb: np.ndarray) -> QIcon:
+    """QIcon from a uint8 (h, w) grey thumbnail."""
+    arr = np.ascontiguousarray(thumb, dtype=np.uint8)
+    h, w = arr.shape
+    qimage = QImage(arr.data, w, h, w, QImage.Format.Format_Grayscale8).copy()  # copy: own the memory
+    return QIcon(QPixmap.fromImage(qimage))
+
+
+class Worklist(QTableView):
+    """Sortable table of studies (click a header to sort; arrows/PageUp/PageDown move the selection)."""
+
+    #: the current study changed (study id, or -1 when none)
+    study_selected = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.source = QStandardItemModel(0, 3, self)
+        self.source.setHorizontalHeaderLabels(["Study", "Status", "Score"])
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.source)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.proxy.setDynamicSortFilter(True)
+        self.setModel(self.proxy)
+        self.setSortingEnabled(True)
+        self.sortByColumn(COL_SCORE, Qt.SortOrder.DescendingOrder)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setIconSize(QSize(40, 40))
+        self.verticalHeader().setDefaultSectionSize(44)
+        self.verticalHeader().hide()
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COL_STATUS, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_SCORE, QHeaderView.ResizeMode.ResizeToContents)
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.setAlternatingRowColors(True)
+        self._rows: dict[int, int] = {}  # study id -> source row
+        self.selectionModel().currentRowChanged.connect(self._current_row_changed)
+
+    # ------------------------------------------------------------------------------ rows
+    def add_study(self, study_id: int, name: str, tooltip: str = "") -> None:
+        """Append a queued study."""
+        name_item = QStandardItem(name)
+        name_item.setData(study_id, STUDY_ROLE)
+        name_item.setData(len(self._rows), SORT_ROLE)
+        name_item.setToolTip(tooltip or name)
+        status_item = QStandardItem("queued")
+        status_item.setData(STATUSES.index("queued"), SORT_ROLE)
+        score_item = QStandardItem("")
+        score_item.setData(-1.0, SORT_ROLE)
+        score_item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self._rows[study_id] = self.source.rowCount()
+        self.source.appendRow([name_item, status_item, score_item])
+
+    def clear_studies(self) -> None:
+        """Remove every row."""
+        self.source.removeRows(0, self.source.rowCount())
+        self._rows.clear()
+
+    def _item(self, study_id: int, column: int) -> QStandardItem | None:
+        row = self._rows.get(study_id)
+        return None if row is None else self.source.item(row, column)
+
+    def set_thumbnail(self, study_id: int, thumb: np.ndarray) -> None:
+        """Show a uint8 (h, w) thumbnail in the study's row."""
+        item = self._item(study_id, COL_NAME)
+        if item is not None:
+            item.setIcon(thumbnail_icon(thumb))
+
+    def set_status(self, study_id: int, status: str, reason: str = "") -> None:
+        """One of :data:`STATUSES`; ``reason`` is shown for errors (and as tooltip)."""
+        item = self._item(study_id, COL_STATUS)
+        if item is None:
+            return
+        item.setText(f"error: {reason}" if status == "error" and reason else status)
+        item.setToolTip(reason or status)
+        item.setData(STATUSES.index(status) if status in STATUSES else len(STATUSES), SORT_ROLE)
+        colour = _STATUS_COLOURS.get(status)
+        item.setForeground(QBrush(colour) if colour is not None else QBrush())
+
+    def set_score(self, study_id: int, score: float | None, flagged: str = "") -> None:
+        """Show the triage score (None clears it); ``flagged`` lists findings above threshold (tooltip)."""
+        item = self._item(study_id, COL_SCORE)
+        if item is None:
+            return
+        item.setText("" if score is None else f"{score:.2f}")
+        item.setData(-1.0 if score is None else float(score), SORT_ROLE)
+        item.setToolTip(flagged or ("" if score is None else "no finding above its threshold"))
+        bold = item.font()
+        bold.setBold(bool(flagged))
+        item.setFont(bold)
+
+    def status_of(self, study_id: int) -> str:
+        """The status text of a row ("" for an unknown id)."""
+        item = self._item(study_id, COL_STATUS)
+        return "" if item is None else item.text()
+
+    def score_of(self, study_id: int) -> float | None:
+        """The shown score, or None."""
+        item = self._item(study_id, COL_SCORE)
+        value = None if item is None else item.data(SORT_ROLE)
+        return None if value is None or value < 0 else float(value)
+
+    def study_count(self) -> int:
+        """Number of rows."""
+        return self.source.rowCount()
+
+    def study_ids_in_view_order(self) -> list[int]:
+        """Study ids from top to bottom as currently sorted."""
+        return [int(self.proxy.index(r, COL_NAME).data(STUDY_ROLE)) for r in range(self.proxy.rowCount())]
+
+    # ------------------------------------------------------------------------------ selection
+    def select_study(self, study_id: int) -> None:
+        """Make a study the current row."""
+        row = self._rows.get(study_id)
+        if row is None:
+            return
+        index = self.proxy.mapFromSource(self.source.index(row, COL_NAME))
+        self.setCurrentIndex(index)
+        self.scrollTo(index)
+
+    def current_study(self) -> int | None:
+        """The current study id, or None."""
+        index = self.currentIndex()
+        if not index.isValid():
+            return None
+        return int(self.proxy.index(index.row(), COL_NAME).data(STUDY_ROLE))
+
+    def _current_row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
+            self.study_selected.emit(-1)
+            return
+        self.study_selected.emit(int(self.proxy.index(current.row(), COL_NAME).data(STUDY_ROLE)))

@@ -1,0 +1,220 @@
+"""Background workers: file scanning/decoding and model inference, each a QObject on its own QThread.
+
+Both follow one pattern: the GUI thread sends requests through *queued* signals (numpy arrays and
+paths, never widgets), each with an integer request id; the worker answers with signals carrying the
+same id. The GUI keeps the ids it still cares about and drops every other answer (stale results).
+:meth:`cancel_through` lets the GUI skip requests that are still waiting in the worker's queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image
+from cxr_viewer.core.windowing import apply_window, auto_window
+from cxr_viewer.inference import Predictor, describe, load_predictor
+
+__all__ = ["InferenceWorker", "LoaderWorker", "WorkerThread", "make_thumbnail"]
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_SIZE = 64
+
+
+def make_thumbnail(pixels: np.ndarray, window: tuple[float, float] | None, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """A small uint8 (h, w) picture of an image for the worklist (longest side ``size``)."""
+    h, w = pixels.shape
+    step = max(1, int(max(h, w) // (size * 2)))
+    small = np.asarray(pixels[::step, ::step])
+    center, width = window if window is not None else auto_window(small)
+    disp = apply_window(small, center, width)
+    import cv2
+
+    scale = size / max(disp.shape)
+    out_w, out_h = max(1, round(disp.shape[1] * scale)), max(1, round(disp.shape[0] * scale))
+    disp = cv2.resize(disp, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(np.clip(disp * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
+class _Cancellable(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._cancelled_through = 0
+
+    def cancel_through(self, request_id: int) -> None:
+        """Skip every queued request with an id <= ``request_id`` (callable from any thread)."""
+        with self._lock:
+            self._cancelled_through = max(self._cancelled_through, int(request_id))
+
+    def _is_cancelled(self, request_id: int) -> bool:
+        with self._lock:
+            return request_id <= self._cancelled_through
+
+
+class LoaderWorker(_Cancellable):
+    """Walks dropped paths and decodes files, off the GUI thread."""
+
+    #: list[FoundFile] for one scan request (id, files)
+    scanned = Signal(int, object)
+    #: request id, XrayImage, thumbnail uint8 (h, w)
+    decoded = Signal(int, object, object)
+    #: request id, short reason (no patient data)
+    decode_failed = Signal(int, str)
+
+    @Slot(int, object)
+    def scan(self, request_id: int, paths: list[str]) -> None:
+        """Find candidate image files under ``paths`` (files and folders, recursive)."""
+        try:
+            found = list(iter_study_files(paths))
+        except Exception as exc:  # a vanished folder, permissions... never crash the thread
+            log.warning("scan failed: %s", type(exc).__name__)
+            found = []
+        self.scanned.emit(request_id, found)
+
+    @Slot(int, str)
+    def decode(self, request_id: int, path: str) -> None:
+        """Read one file and make its thumbnail."""
+        if self._is_cancelled(request_id):
+            return
+        try:
+            image = load_image(path)
+            thumb = make_thumbnail(image.pixels, image.window)
+        except ImageLoadError as exc:
+            self.decode_failed.emit(request_id, str(exc))
+            return
+        except Exception as exc:  # pragma: no cover - load_image already converts decoder errors
+            self.decode_failed.emit(request_id, f"unexpected error: {type(exc).__name__}")
+            return
+        self.decoded.emit(request_id, image, thumb)
+
+
+class InferenceWorker(_Cancellable):
+    """Loads the model once (on its own thread) and runs it on one image per request.
+
+    Args:
+        predictor_factory: ``factory(path) -> Predictor``; defaults to
+            :func:`cxr_viewer.inference.load_predictor` (which imports torch, lazily, in this thread).
+        cpu_threads: torch intra-op threads on CPU; default: all cores but one, so the GUI thread
+            keeps a core for itself.
+    """
+
+    #: ModelInfo of the loaded model
+    model_loaded = Signal(object)
+    #: reason the model could not be loaded
+    model_failed = Signal(str)
+    #: no checkpoint was given and there is no bundled default (message for the user)
+    model_missing = Signal(str)
+    #: request id (analysis of that request begins)
+    started = Signal(int)
+    #: request id, prediction (``cral_model.Prediction`` or anything with the same fields)
+    result_ready = Signal(int, object)
+    #: request id, reason
+    failed = Signal(int, str)
+    #: True while the model is computing
+    busy = Signal(bool)
+
+    def __init__(
+        self,
+        predictor_factory: Callable[[str], Predictor] | None = None,
+        cpu_threads: int | None = None,
+    ) -> None:
+        super().__init__()
+        self._factory = predictor_factory or load_predictor
+        self._cpu_threads = cpu_threads
+        self._predictor: Predictor | None = None
+
+    @Slot(str)
+    def load_model(self, path: str) -> None:
+        """Load (or replace) the model from a checkpoint path; ``""`` means the bundled default.
+
+        The default is looked up here, on the worker thread, because finding it imports ``cral_model``
+        (and so torch), which would otherwise delay the window.
+        """
+        if not path:
+            try:
+                from cxr_viewer.inference import default_model_path
+
+                default = default_model_path()
+            except Exception as exc:  # a broken install should still let people view images
+                self.model_missing.emit(f"No trained model loaded ({type(exc).__name__} while looking for it)")
+                return
+            if default is None:
+                self.model_missing.emit("No trained model loaded")
+                return
+            path = str(default)
+        try:
+            predictor = self._factory(path)
+            self._limit_cpu_threads(predictor)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("model load failed: %s", reason)
+            self.model_failed.emit(reason)
+            return
+        self._predictor = predictor
+        self.model_loaded.emit(describe(predictor, path))
+
+    def _limit_cpu_threads(self, predictor: Any) -> None:
+        if str(getattr(predictor, "device", "cpu")) != "cpu":
+            return
+        try:
+            import torch
+        except ImportError:  # a fake predictor in tests
+            return
+        n = self._cpu_threads or max(1, (os.cpu_count() or 2) - 1)
+        torch.set_num_threads(n)
+
+    @Slot(int, object)
+    def run(self, request_id: int, pixels: np.ndarray) -> None:
+        """Analyse one image (display orientation, higher = brighter)."""
+        if self._is_cancelled(request_id):
+            return
+        if self._predictor is None:
+            self.failed.emit(request_id, "no trained model loaded")
+            return
+        self.started.emit(request_id)
+        self.busy.emit(True)
+        try:
+            prediction = self._predictor.predict(pixels)
+        except Exception as exc:
+            log.warning("inference failed: %s", type(exc).__name__)
+            log.debug("%s", traceback.format_exc())
+            self.failed.emit(request_id, f"analysis failed: {type(exc).__name__}: {exc}"[:240])
+        else:
+            self.result_ready.emit(request_id, prediction)
+        finally:
+            self.busy.emit(False)
+
+
+class WorkerThread:
+    """A worker QObject moved onto its own, named QThread; :meth:`stop` quits and waits."""
+
+    def __init__(self, worker: QObject, name: str) -> None:
+        self.worker = worker
+        self.thread = QThread()
+        self.thread.setObjectName(name)
+        worker.moveToThread(self.thread)
+        self.thread.start()
+
+    def stop(self, timeout_ms: int = 120_000) -> bool:
+        """Ask the event loop to exit after the current request, then wait for it. True if stopped."""
+        if isinstance(self.worker, _Cancellable):
+            self.worker.cancel_through(2**62)
+        if not self.thread.isRunning():
+            return True
+        self.thread.quit()
+        return bool(self.thread.wait(timeout_ms))
+
+
+def path_str(path: Path | str) -> str:
+    """Paths cross threads as plain strings."""
+    return os.fspath(path)

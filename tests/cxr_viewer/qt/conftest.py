@@ -1,0 +1,162 @@
+"""Qt fixtures: isolated settings, a window factory that always stops its threads, fake predictors."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+NAMES = tuple(f"Finding_{i}" for i in range(14))
+
+
+@dataclass(frozen=True)
+class FakePrediction:
+    class_names: tuple[str, ...]
+    probabilities: np.ndarray
+    attention: np.ndarray
+    saliency: np.ndarray
+    thresholds: np.ndarray | None
+
+
+class FakePredictor:
+    """Deterministic stand-in for cral_model.Predictor: probabilities from the image mean.
+
+    Class k's attention map is a bright spot at a different place for every k, so overlays differ.
+    """
+
+    device = "cpu"
+    class_names = NAMES
+
+    def __init__(self, delay: float = 0.0, fail_on_constant: bool = False, thresholds: bool = True) -> None:
+        self.delay = delay
+        self.fail_on_constant = fail_on_constant
+        self.thresholds = np.full(14, 0.5, np.float32) if thresholds else None
+        self.metadata = {"provenance": {"data": "fake"}}
+        self.calls = 0
+        self.threads: set[str] = set()
+        self.release = threading.Event()
+
+    def predict(self, image: np.ndarray) -> FakePrediction:
+        self.calls += 1
+        self.threads.add("main" if threading.current_thread() is threading.main_thread() else "worker")
+        if self.delay:
+            self.release.wait(self.delay)
+        img = np.asarray(image, dtype=np.float32)
+        if self.fail_on_constant and float(img.max()) == float(img.min()):
+            raise RuntimeError("constant image")
+        level = float(np.clip(img.mean() / max(float(img.max()), 1e-6), 0, 1))
+        probs = np.clip(np.linspace(0.9, 0.05, 14) * (0.5 + level), 0, 1).astype(np.float32)
+        att = np.zeros((14, 4, 4), np.float32)
+        for k in range(14):
+            att[k, (k // 4) % 4, k % 4] = 1.0
+        return FakePrediction(NAMES, probs, att, att.max(axis=0), self.thresholds)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_qsettings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test writes to the real user's settings."""
+    from PySide6.QtCore import QSettings
+
+    folder = tmp_path_factory.mktemp("qsettings")
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(folder))
+        QSettings.setPath(fmt, QSettings.Scope.SystemScope, str(folder))
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "viewer.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def make_window(qtbot, settings):
+    """``make_window(model_path=..., predictor_factory=...)`` -> shown MainWindow; closed at teardown."""
+    import pyqtgraph as pg
+
+    from cxr_viewer.qt.main_window import MainWindow
+
+    pg.setConfigOptions(imageAxisOrder="row-major")
+    windows = []
+
+    def factory(**kwargs):
+        kwargs.setdefault("settings", settings)
+        window = MainWindow(**kwargs)
+        qtbot.addWidget(window)
+        window.resize(1200, 800)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield factory
+    for window in windows:
+        window.close()
+        assert not window.inference_thread.thread.isRunning()
+        assert not window.loader_thread.thread.isRunning()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init resnet18 CRAL checkpoint at 64 px (written once per session)."""
+    cral_model = pytest.importorskip("cral_model")
+    if not hasattr(cral_model, "save_checkpoint"):
+        pytest.skip("cral_model.save_checkpoint not available yet")
+    import torch
+
+    torch.manual_seed(0)
+    model = cral_model.build_model("resnet18", attention="att1", mode="full", num_classes=14, pretrained=None)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    cral_model.save_checkpoint(
+        model,
+        path,
+        preprocessing=cral_model.PreprocessConfig(input_size=64, resize=64),
+        thresholds=[0.5] * 14,
+        provenance={"data": "random initialisation (test)"},
+        metrics={"note": "untrained"},
+    )
+    (path.parent / "MODEL_CARD.md").write_text("# Tiny test model\nRandom weights. Not for clinical use.\n")
+    return path
+
+
+def wait_until(qtbot, condition, timeout: float = 30.0) -> None:
+    """qtbot.waitUntil with seconds."""
+    qtbot.waitUntil(condition, timeout=int(timeout * 1000))
+
+
+def png_folder(root: Path, n: int = 3, size: int = 48) -> Path:
+    """A folder with ``n`` grey PNGs (different brightness), a text file and a nested sub-folder."""
+    from PIL import Image
+
+    folder = root / "studies"
+    (folder / "nested").mkdir(parents=True)
+    for i in range(n):
+        arr = np.full((size, size + 8), 40 + 60 * i, np.uint8)
+        arr[size // 4 : size // 2, size // 4 : size // 2] = 250
+        target = folder / "nested" if i == n - 1 else folder
+        Image.fromarray(arr).save(target / f"img_{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def monotonic() -> float:
+    return time.perf_counter()
+
+
+@pytest.fixture
+def fake_predictor_cls():
+    """The :class:`FakePredictor` class (tests build instances with their own delays)."""
+    return FakePredictor
+
+
+@pytest.fixture
+def studies_folder(tmp_path: Path) -> Path:
+    """A folder of 3 small PNGs (one nested) plus a text file."""
+    return png_folder(tmp_path)
