@@ -17,6 +17,7 @@ __all__ = ["SALIENCY", "ViewerState"]
 SALIENCY = -1
 
 Callback = Callable[[set[str]], None]
+_BY_IDENTITY = frozenset({"image", "prediction"})
 
 
 @dataclass(eq=False)
@@ -73,7 +74,9 @@ class ViewerState:
             if key == "overlay_opacity":
                 value = min(max(float(value), 0.0), 1.0)  # type: ignore[arg-type]
             old = getattr(self, key)
-            if old is not value and old != value:
+            # images and predictions hold arrays: they are "the same" only when they are the same object
+            same = old is value if key in _BY_IDENTITY else (old is value or old == value)
+            if not same:
                 setattr(self, key, value)
                 changed.add(key)
         if changed:
