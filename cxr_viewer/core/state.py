@@ -27,6 +27,7 @@ class ViewerState:
     Attributes:
         image: the study on screen, or None.
         window: ``(center, width)`` in pixel units of ``image``.
+        use_voi_lut: show the image through its DICOM VOI LUT instead of ``window``.
         invert: show the image negative (on top of any MONOCHROME1 handling, which is already done).
         orientation: rotation/flips of the display.
         selected_map: a class index, :data:`SALIENCY`, or None for no overlay.
@@ -40,6 +41,7 @@ class ViewerState:
 
     image: XrayImage | None = None
     window: tuple[float, float] = (0.5, 1.0)
+    use_voi_lut: bool = False
     invert: bool = False
     orientation: Orientation = field(default_factory=Orientation)
     selected_map: int | None = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxr_viewer.core.image import VoiLut
+from cxr_viewer.core.image import VoiLut, XrayImage
 
 __all__ = [
     "WindowPreset",
@@ -21,6 +21,7 @@ __all__ = [
     "full_range_window",
     "invert_monochrome1",
     "presets_for",
+    "voi_lut_display",
     "window_from_drag",
 ]
 
@@ -106,6 +107,21 @@ def apply_voi_lut_table(modality_values: np.ndarray, lut: VoiLut) -> np.ndarray:
     out = table[idx]
     lo, hi = float(table.min()), float(table.max())
     return ((out - lo) / max(hi - lo, _MIN_WIDTH)).astype(np.float32)
+
+
+def voi_lut_display(image: XrayImage) -> np.ndarray | None:
+    """The image through its DICOM VOI LUT, in display orientation: float32 (H, W) in [0, 1].
+
+    The LUT is defined on modality values, so MONOCHROME1 pixels are mapped back first and the LUT
+    output is inverted afterwards (higher = brighter again). None when the image has no VOI LUT.
+    """
+    if image.voi_lut is None:
+        return None
+    values = image.pixels
+    if image.inverted:
+        values = invert_monochrome1(values, image.inversion_pivot)
+    out = apply_voi_lut_table(values, image.voi_lut)
+    return (1.0 - out).astype(np.float32) if image.inverted else out
 
 
 def window_from_drag(

@@ -41,7 +41,7 @@ from cxr_viewer.core.image import XrayImage
 from cxr_viewer.core.io import FoundFile
 from cxr_viewer.core.orientation import Orientation
 from cxr_viewer.core.state import ViewerState
-from cxr_viewer.core.windowing import auto_window, presets_for
+from cxr_viewer.core.windowing import WindowPreset, auto_window, presets_for
 from cxr_viewer.inference import ModelInfo, Predictor, model_card_text, model_input
 from cxr_viewer.qt.widgets.findings_panel import FindingsPanel
 from cxr_viewer.qt.widgets.image_view import ImageView
@@ -287,6 +287,7 @@ class MainWindow(QMainWindow):
         self.cancel_action.setIconText("Cancel analysis")
         toolbar.addAction(self.cancel_action)
         self._preset_actions: list[QAction] = []
+        self._voi_preset = False
         self._refresh_presets(None)
 
     def _build_status_bar(self) -> None:
@@ -732,8 +733,10 @@ class MainWindow(QMainWindow):
     def _display(self, study: Study, image: XrayImage) -> None:
         window = image.window if image.window is not None else auto_window(image.pixels)
         keep = self.state.selected_map if study.prediction is not None else None
+        # a VOI LUT is the default only when the file gives no window centre/width
+        use_lut = image.voi_lut is not None and image.window is None
         self.state.update(image=image, window=window, orientation=Orientation(), prediction=study.prediction,
-                          selected_map=keep)
+                          selected_map=keep, use_voi_lut=use_lut)
         self._refresh_presets(image)
         self._show_findings(study)
 
@@ -792,16 +795,21 @@ class MainWindow(QMainWindow):
         self.invert_action.setChecked(False)
         self.state.update(orientation=Orientation(), invert=False)
         if image is not None:
-            self.state.update(window=image.window if image.window is not None else auto_window(image.pixels))
+            self.state.update(window=image.window if image.window is not None else auto_window(image.pixels),
+                              use_voi_lut=image.voi_lut is not None and image.window is None)
         self.image_view.fit()
 
     def auto_window(self) -> None:
         """Window from the 0.5-99.5 percentiles of the image."""
         if self.state.image is not None:
-            self.state.update(window=auto_window(self.state.image.pixels))
+            self.state.update(window=auto_window(self.state.image.pixels), use_voi_lut=False)
 
     def _refresh_presets(self, image: XrayImage | None) -> None:
         self._presets = presets_for(image.window if image is not None else None)
+        if image is not None and image.voi_lut is not None:
+            label = "File VOI LUT" + (f" ({image.voi_lut.explanation})" if image.voi_lut.explanation else "")
+            self._presets.insert(0, WindowPreset(label, "0", lambda _px: self.state.window))
+        self._voi_preset = image is not None and image.voi_lut is not None
         self.preset_combo.blockSignals(True)
         self.preset_combo.clear()
         self.preset_combo.addItems([p.name for p in self._presets])
@@ -818,7 +826,8 @@ class MainWindow(QMainWindow):
     def _apply_preset(self, index: int) -> None:
         if self.state.image is None or not 0 <= index < len(self._presets):
             return
-        self.state.update(window=self._presets[index].compute(self.state.image.pixels))
+        use_lut = self._voi_preset and index == 0
+        self.state.update(window=self._presets[index].compute(self.state.image.pixels), use_voi_lut=use_lut)
         self.preset_combo.blockSignals(True)
         self.preset_combo.setCurrentIndex(index)
         self.preset_combo.blockSignals(False)

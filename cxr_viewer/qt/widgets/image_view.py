@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from cxr_viewer.core.orientation import measure_length
 from cxr_viewer.core.overlay import attention_to_heatmap, colormap_lut
 from cxr_viewer.core.state import SALIENCY, ViewerState
-from cxr_viewer.core.windowing import window_from_drag
+from cxr_viewer.core.windowing import voi_lut_display, window_from_drag
 
 __all__ = ["TOOLS", "ImageView", "heatmap_for"]
 
@@ -152,8 +152,8 @@ class ImageView(QWidget):
 
     # ------------------------------------------------------------------------------ rendering
     def _state_changed(self, changed: set[str]) -> None:
-        if changed & {"image", "orientation"}:
-            self._render_all(fit="image" in changed or "orientation" in changed)
+        if changed & {"image", "orientation", "use_voi_lut"}:
+            self._render_all(fit=bool(changed & {"image", "orientation"}))
             return
         if "window" in changed:
             self._render_levels()
@@ -175,7 +175,8 @@ class ImageView(QWidget):
             self.corner_bottom_left.setText("")
             return
         self.placeholder.hide()
-        disp = self.state.orientation.apply(image.pixels)
+        source = voi_lut_display(image) if self.state.use_voi_lut else None
+        disp = self.state.orientation.apply(image.pixels if source is None else source)
         self._display_shape = (int(disp.shape[0]), int(disp.shape[1]))
         self.base_item.setImage(np.ascontiguousarray(disp), autoLevels=False, levels=self._levels())
         self.base_item.setLookupTable(_GREY_INVERTED if self.state.invert else _GREY)
@@ -191,6 +192,8 @@ class ImageView(QWidget):
             self.fit()
 
     def _levels(self) -> tuple[float, float]:
+        if self.state.use_voi_lut and self.state.image is not None and self.state.image.voi_lut is not None:
+            return (0.0, 1.0)  # the LUT already produced display values
         center, width = self.state.window
         return (center - width / 2.0, center + width / 2.0)
 
@@ -199,7 +202,10 @@ class ImageView(QWidget):
             return
         self.base_item.setLevels(self._levels())
         center, width = self.state.window
-        self.corner_bottom_left.setText(f"W {width:.0f}  L {center:.0f}")
+        if self._levels() == (0.0, 1.0) and self.state.use_voi_lut:
+            self.corner_bottom_left.setText("VOI LUT (from file)")
+        else:
+            self.corner_bottom_left.setText(f"W {width:.0f}  L {center:.0f}")
         self._place_corners()
 
     def _render_overlay(self) -> None:
@@ -250,7 +256,7 @@ class ImageView(QWidget):
             return
         center, width = self.state.window
         lo, hi = float(np.nanmin(image.pixels[::8, ::8])), float(np.nanmax(image.pixels[::8, ::8]))
-        self.state.update(window=window_from_drag(center, width, dx, dy, hi - lo))
+        self.state.update(window=window_from_drag(center, width, dx, dy, hi - lo), use_voi_lut=False)
 
     def set_measurement(self, start: tuple[float, float], end: tuple[float, float]) -> None:
         """Draw (or move) the length measurement between two display points (x, y)."""

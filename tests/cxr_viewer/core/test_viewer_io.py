@@ -242,3 +242,19 @@ def test_whole_dicom_folder_scans(shared_data) -> None:
     found = list(iter_study_files([shared_data("dicom")]))
     assert sum(not f.skipped for f in found) == 13
     assert any(f.skipped and f.path.name.startswith("LICENSE") for f in found)
+
+
+def test_voi_lut_display_monochrome1_stays_bright_up(tmp_path: Path, make_dicom) -> None:
+    from cxr_viewer.core.windowing import voi_lut_display
+
+    raw = _ramp(hi=4095)
+    table = (np.linspace(0, 1, 4096) ** 0.5 * 65535).astype(np.uint16)
+    m2 = load_image(make_dicom(tmp_path / "m2.dcm", raw, voi_lut=(0, table)))
+    m1 = load_image(make_dicom(tmp_path / "m1.dcm", raw, photometric="MONOCHROME1", voi_lut=(0, table)))
+    d2, d1 = voi_lut_display(m2), voi_lut_display(m1)
+    assert d2 is not None and d1 is not None
+    assert d2.dtype == np.float32 and d2.min() >= 0 and d2.max() <= 1
+    np.testing.assert_allclose(d1, 1.0 - d2, atol=1e-6)  # same stored values, opposite photometric
+    assert d2[-1, -1] > d2[0, 0]
+    np.testing.assert_allclose(d2[0, 1], np.sqrt(raw[0, 1] / 4095), atol=2e-3)
+    assert voi_lut_display(load_image(make_dicom(tmp_path / "n.dcm", raw))) is None

@@ -225,3 +225,22 @@ def test_monochrome1_chest_is_displayed_with_dark_lungs(qtbot, make_window, shar
     assert np.median(lungs) < np.median(mediastinum) - 20  # on the 0-255 display scale
     assert np.median(lungs) < np.median(grey)
     assert not window.state.invert
+
+
+def test_voi_lut_sequence_is_the_default_display(qtbot, make_window, tmp_path: Path, make_dicom) -> None:
+    raw = np.tile(np.arange(64, dtype=np.uint16) * 60, (48, 1))
+    table = (np.linspace(0, 1, 4096) ** 0.5 * 65535).astype(np.uint16)
+    make_dicom(tmp_path / "lut.dcm", raw, voi_lut=(0, table))
+    window = make_window(model_path=None)
+    window.open_paths([tmp_path / "lut.dcm"])
+    qtbot.waitUntil(lambda: window.state.image is not None, timeout=20_000)
+    assert window.state.use_voi_lut
+    assert window.preset_combo.itemText(0) == "File VOI LUT (test LUT)"
+    assert "VOI LUT" in window.image_view.corner_bottom_left.text()
+    shown = window.image_view.base_item.image
+    assert shown.max() <= 1.0 and shown[0, 10] == pytest.approx(np.sqrt(600 / 4095), abs=2e-3)
+    window.image_view.drag_window(10, 0)  # dragging switches to a linear window
+    assert not window.state.use_voi_lut
+    assert window.image_view.base_item.image.max() > 1.0
+    window.preset_combo.activated.emit(0)
+    assert window.state.use_voi_lut
