@@ -62,11 +62,14 @@ class _FindingDelegate(QStyledItemDelegate):
         painter.setFont(font)
         painter.setPen(text_color)
         text_rect = QRect(rect.left(), rect.top(), rect.width(), rect.height() // 2 + 2)
-        label = finding.display_name + ("  (above threshold)" if finding.above_threshold else "")
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, label)
-        painter.drawText(
-            text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{finding.probability:.1%}"
-        )
+        percent = f"{finding.probability:.1%}"
+        if finding.above_threshold:
+            percent = "\u25b2 " + percent  # a triangle marks "at or above threshold"
+        metrics = painter.fontMetrics()
+        percent_width = metrics.horizontalAdvance(percent) + 8
+        name = metrics.elidedText(finding.display_name, Qt.TextElideMode.ElideRight, text_rect.width() - percent_width)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, percent)
         bar = QRect(rect.left(), rect.top() + rect.height() // 2 + 4, rect.width(), max(6, rect.height() // 2 - 6))
         painter.fillRect(bar, QColor(225, 225, 225))
         filled = QRect(bar.left(), bar.top(), round(bar.width() * min(max(finding.probability, 0.0), 1.0)), bar.height())
@@ -111,6 +114,10 @@ class FindingsPanel(QWidget):
         self.colormap.addItems(sorted(COLORMAPS))
         self.colormap.setCurrentText(state.colormap)
         self.colormap.currentTextChanged.connect(lambda name: self.state.update(colormap=name))
+        self.legend = QLabel("Bars: probability. Black tick: the class threshold. "
+                             "Red rows (\u25b2): at or above threshold. Click a finding to see where the model looked.")
+        self.legend.setWordWrap(True)
+        self.legend.setStyleSheet("color: #555;")
         self.disclaimer = QLabel("<i>Research demo - not for clinical use.</i>")
         self.disclaimer.setWordWrap(True)
 
@@ -125,6 +132,7 @@ class FindingsPanel(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.status)
         layout.addWidget(self.list, 1)
+        layout.addWidget(self.legend)
         layout.addWidget(self.show_overlay)
         layout.addLayout(opacity_row)
         layout.addLayout(cmap_row)
@@ -173,7 +181,8 @@ class FindingsPanel(QWidget):
                 item.setToolTip(tip)
                 self.list.addItem(item)
             if findings and has_saliency:
-                item = QListWidgetItem("Class-agnostic map (where the model looked overall)")
+                item = QListWidgetItem("Class-agnostic map (all findings)")
+                item.setToolTip("Where the model looked overall, independent of the class")
                 item.setData(MAP_ROLE, SALIENCY)
                 self.list.addItem(item)
             self.list.blockSignals(False)

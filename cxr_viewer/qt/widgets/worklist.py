@@ -35,6 +35,10 @@ class Worklist(QTableView):
         super().__init__(parent)
         self.source = QStandardItemModel(0, 3, self)
         self.source.setHorizontalHeaderLabels(["Study", "Status", "Score"])
+        self.source.horizontalHeaderItem(COL_SCORE).setToolTip(
+            "Triage score: the highest probability / class threshold over all findings\n"
+            "(>= 1: at least one finding at or above its threshold; the highest probability\n"
+            "when the model has no thresholds). Click a header to sort.")
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.source)
         self.proxy.setSortRole(SORT_ROLE)
