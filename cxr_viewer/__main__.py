@@ -27,17 +27,31 @@ __all__ = ["get_parser", "main"]
 
 def get_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    parser = argparse.ArgumentParser(prog=APP_NAME, description="Chest X-ray triage viewer (not for clinical use).")
+    parser = argparse.ArgumentParser(
+        prog=APP_NAME, description="Chest X-ray triage viewer (not for clinical use)."
+    )
     parser.add_argument("paths", nargs="*", help="files or folders to open")
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--model", metavar="CHECKPOINT", help="a cral-train checkpoint (*.safetensors); "
-                       "default: the bundled demo model, or $CXR_TRIAGE_MODEL")
+    model.add_argument(
+        "--model",
+        metavar="CHECKPOINT",
+        help="a cral-train checkpoint (*.safetensors); default: the bundled demo model, or $CXR_TRIAGE_MODEL",
+    )
     model.add_argument("--no-model", action="store_true", help="view images only")
-    parser.add_argument("--screenshot", metavar="OUT.png", help="headless: save a picture of the window and exit")
-    parser.add_argument("--select-finding", type=int, default=0, metavar="N",
-                        help="with --screenshot: which finding of the first study to show (0 = top)")
+    parser.add_argument(
+        "--screenshot", metavar="OUT.png", help="headless: save a picture of the window and exit"
+    )
+    parser.add_argument(
+        "--select-finding",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --screenshot: which finding of the first study to show (0 = top)",
+    )
     parser.add_argument("--size", default="1400x860", help="with --screenshot: window size WxH")
-    parser.add_argument("--timeout", type=float, default=600.0, help="with --screenshot: give up after SECONDS")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="with --screenshot: give up after SECONDS"
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -102,7 +116,7 @@ def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
     ok = _wait(app, lambda: window.model_status != "loading" and window.studies, args.timeout)
     ordered = sorted(window.studies.values(), key=lambda s: s.id)
     if not ok or not ordered:
-        print("no image could be opened", file=sys.stderr)
+        sys.stderr.write("no image could be opened\n")
     first = ordered[0] if ordered else None
     finished = {"error", "done", "viewed (no model)", "cancelled"}
     if first is not None:
@@ -112,27 +126,31 @@ def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
         if first.findings:
             n = min(max(args.select_finding, 0), len(first.findings) - 1)
             window.findings_panel.select_row(n)
-    _wait(app, lambda: window.is_idle() and all(s.status in finished for s in window.studies.values()), args.timeout)
+    _wait(
+        app,
+        lambda: window.is_idle() and all(s.status in finished for s in window.studies.values()),
+        args.timeout,
+    )
     window.image_view.fit()
     _wait(app, lambda: False, 0.5)  # let the layout and the pyqtgraph items settle
     out = Path(args.screenshot)
     out.parent.mkdir(parents=True, exist_ok=True)
     saved = window.grab().save(os.fspath(out))
-    if window.model_info is None:
-        print("No trained model loaded: findings not available")
+    lines = [] if window.model_info is not None else ["No trained model loaded: findings not available"]
     for study in ordered:
-        print(f"{study.path}:")
+        lines.append(f"{study.path}:")
         if study.status == "error":
-            print(f"  error: {study.reason}")
+            lines.append(f"  error: {study.reason}")
         elif not study.findings:
-            print(f"  {study.status}")
+            lines.append(f"  {study.status}")
         else:
-            print(f"  triage score {study.score:.3f}")
-            for line in format_findings(study.findings):
-                print("  " + line)
+            lines.append(f"  triage score {study.score:.3f}")
+            lines += ["  " + line for line in format_findings(study.findings)]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
     window.close()
     if not saved:
-        print(f"could not save {out}", file=sys.stderr)
+        sys.stderr.write(f"could not save {out}\n")
     return 0 if saved else 1
 
 

@@ -190,7 +190,7 @@ def model_card_text(info: ModelInfo | None, class_names: Sequence[str] | None = 
         lines.append("Thresholds: none (triage score = highest probability)")
     meta = {k: v for k, v in info.metadata.items() if k not in ("class_names", "thresholds", "path")}
     if meta:
-        lines += ["", "Metadata:"] + _fmt(meta)
+        lines += ["", "Metadata:", *_fmt(meta)]
     card = Path(info.path).with_name("MODEL_CARD.md") if info.path else None
     if card is not None and card.is_file():
         try:

@@ -46,9 +46,7 @@ __all__ = [
     "sniff_format",
 ]
 
-IMAGE_SUFFIXES = frozenset(
-    {".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-)
+IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 _DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _MAX_REASON = 240
@@ -464,7 +462,7 @@ def _pillow_to_grey(img: Any, notes: list[str]) -> tuple[np.ndarray, int]:
         return np.asarray(img, dtype=np.float32), 16
     if mode == "I":
         arr = np.asarray(img)
-        bits = 16 if arr.size and 0 <= int(arr.min()) and int(arr.max()) < 2**16 else 32
+        bits = 16 if arr.size and int(arr.min()) >= 0 and int(arr.max()) < 2**16 else 32
         return arr.astype(np.float32), bits
     if mode == "F":
         return np.asarray(img, dtype=np.float32), 32

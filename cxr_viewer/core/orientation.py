@@ -72,7 +72,7 @@ def measure_length(
     start: tuple[float, float],
     end: tuple[float, float],
     spacing: tuple[float, float] | None,
-    orientation: Orientation = Orientation(),  # noqa: B008 - immutable default
+    orientation: Orientation = Orientation(),
 ) -> float:
     """Length of a line drawn on the *displayed* image.
 

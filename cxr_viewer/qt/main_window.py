@@ -190,8 +190,14 @@ class MainWindow(QMainWindow):
             widget.installEventFilter(self._drop_filter)
         self.resize(1400, 860)
 
-    def _action(self, text: str, slot: Callable[..., Any], shortcut: str | QKeySequence | None = None,
-                tip: str = "", checkable: bool = False) -> QAction:
+    def _action(
+        self,
+        text: str,
+        slot: Callable[..., Any],
+        shortcut: str | QKeySequence | None = None,
+        tip: str = "",
+        checkable: bool = False,
+    ) -> QAction:
         action = QAction(text, self)
         if shortcut:
             action.setShortcut(QKeySequence(shortcut))
@@ -205,50 +211,94 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        self.open_files_action = self._action("&Open files...", self.open_files_dialog, QKeySequence.StandardKey.Open)
+        self.open_files_action = self._action(
+            "&Open files...", self.open_files_dialog, QKeySequence.StandardKey.Open
+        )
         self.open_folder_action = self._action("Open &folder...", self.open_folder_dialog, "Ctrl+Shift+O")
-        self.load_model_action = self._action("&Load model...", self.load_model_dialog, "Ctrl+L",
-                                              "Load a cral-train checkpoint (*.safetensors)")
+        self.load_model_action = self._action(
+            "&Load model...", self.load_model_dialog, "Ctrl+L", "Load a cral-train checkpoint (*.safetensors)"
+        )
         self.clear_action = self._action("&Clear worklist", self.clear_worklist)
         quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        for a in (self.open_files_action, self.open_folder_action, None, self.load_model_action, None,
-                  self.clear_action, None, quit_action):
+        for a in (
+            self.open_files_action,
+            self.open_folder_action,
+            None,
+            self.load_model_action,
+            None,
+            self.clear_action,
+            None,
+            quit_action,
+        ):
             file_menu.addAction(a) if a is not None else file_menu.addSeparator()
 
         view_menu = menu.addMenu("&View")
         self.fit_action = self._action("&Fit to window", self.image_view.fit, "F")
         self.zoom_in_action = self._action("Zoom &in", lambda: self.image_view.zoom(1.25), "+")
         self.zoom_out_action = self._action("Zoom &out", lambda: self.image_view.zoom(0.8), "-")
-        self.invert_action = self._action("&Invert", lambda on: self.state.update(invert=bool(on)), "I",
-                                          checkable=True)
-        self.rotate_action = self._action("&Rotate right", lambda: self._orient(self.state.orientation.rotated()), "R")
+        self.invert_action = self._action(
+            "&Invert", lambda on: self.state.update(invert=bool(on)), "I", checkable=True
+        )
+        self.rotate_action = self._action(
+            "&Rotate right", lambda: self._orient(self.state.orientation.rotated()), "R"
+        )
         self.rotate_left_action = self._action(
-            "Rotate &left", lambda: self._orient(self.state.orientation.rotated(False)), "Shift+R")
-        self.flip_action = self._action("Flip &horizontal", lambda: self._orient(self.state.orientation.flipped()), "H")
+            "Rotate &left", lambda: self._orient(self.state.orientation.rotated(False)), "Shift+R"
+        )
+        self.flip_action = self._action(
+            "Flip &horizontal", lambda: self._orient(self.state.orientation.flipped()), "H"
+        )
         self.flip_v_action = self._action(
-            "Flip &vertical", lambda: self._orient(self.state.orientation.flipped(False)), "V")
+            "Flip &vertical", lambda: self._orient(self.state.orientation.flipped(False)), "V"
+        )
         self.reset_view_action = self._action("Reset &view", self.reset_view, "Ctrl+0")
         self.auto_window_action = self._action("&Auto window", self.auto_window, "A")
-        self.clear_measure_action = self._action("Clear &measurement", self.image_view.clear_measurement, "Esc")
+        self.clear_measure_action = self._action(
+            "Clear &measurement", self.image_view.clear_measurement, "Esc"
+        )
         tools = QActionGroup(self)
         self.tool_actions: dict[str, QAction] = {}
-        for tool, label, key in (("window", "&Window/level (left drag)", "W"), ("pan", "&Pan (left drag)", "P"),
-                                 ("measure", "&Measure length (left drag)", "M")):
-            act = self._action(label, lambda _=False, t=tool: self.image_view.set_tool(t), key, checkable=True)
+        for tool, label, key in (
+            ("window", "&Window/level (left drag)", "W"),
+            ("pan", "&Pan (left drag)", "P"),
+            ("measure", "&Measure length (left drag)", "M"),
+        ):
+            act = self._action(
+                label, lambda _=False, t=tool: self.image_view.set_tool(t), key, checkable=True
+            )
             tools.addAction(act)
             self.tool_actions[tool] = act
         self.tool_actions["window"].setChecked(True)
-        for a in (*self.tool_actions.values(), None, self.fit_action, self.zoom_in_action, self.zoom_out_action,
-                  self.reset_view_action, None, self.auto_window_action, self.invert_action, self.rotate_action,
-                  self.rotate_left_action, self.flip_action, self.flip_v_action, None, self.clear_measure_action):
+        for a in (
+            *self.tool_actions.values(),
+            None,
+            self.fit_action,
+            self.zoom_in_action,
+            self.zoom_out_action,
+            self.reset_view_action,
+            None,
+            self.auto_window_action,
+            self.invert_action,
+            self.rotate_action,
+            self.rotate_left_action,
+            self.flip_action,
+            self.flip_v_action,
+            None,
+            self.clear_measure_action,
+        ):
             view_menu.addAction(a) if a is not None else view_menu.addSeparator()
         self.preset_menu = view_menu.addMenu("Window &presets")
 
         analysis_menu = menu.addMenu("&Analysis")
-        self.cancel_action = self._action("&Cancel analysis", self.cancel_analysis, "Ctrl+.",
-                                          "Stop analysing queued studies")
-        self.reanalyse_action = self._action("&Analyse remaining", self.analyse_remaining, "Ctrl+Return",
-                                             "Queue studies that were cancelled or not yet analysed")
+        self.cancel_action = self._action(
+            "&Cancel analysis", self.cancel_analysis, "Ctrl+.", "Stop analysing queued studies"
+        )
+        self.reanalyse_action = self._action(
+            "&Analyse remaining",
+            self.analyse_remaining,
+            "Ctrl+Return",
+            "Queue studies that were cancelled or not yet analysed",
+        )
         self.next_action = self._action("&Next study", lambda: self._step_study(1), "Ctrl+Down")
         self.prev_action = self._action("&Previous study", lambda: self._step_study(-1), "Ctrl+Up")
         for a in (self.cancel_action, self.reanalyse_action, None, self.next_action, self.prev_action):
@@ -278,8 +328,15 @@ class MainWindow(QMainWindow):
         self.rotate_action.setIconText("Rotate")
         self.flip_action.setIconText("Flip")
         self.auto_window_action.setIconText("Auto W/L")
-        for a in (self.fit_action, self.zoom_in_action, self.zoom_out_action, self.invert_action,
-                  self.rotate_action, self.flip_action, self.auto_window_action):
+        for a in (
+            self.fit_action,
+            self.zoom_in_action,
+            self.zoom_out_action,
+            self.invert_action,
+            self.rotate_action,
+            self.flip_action,
+            self.auto_window_action,
+        ):
             toolbar.addAction(a)
         self.preset_combo = QComboBox()
         self.preset_combo.setToolTip("Window presets (keys 1-5)")
@@ -307,7 +364,8 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.model_label)
         self.image_view.pixel_info_changed.connect(self.pixel_label.setText)
         self.image_view.measurement_changed.connect(
-            lambda t: self.measure_label.setText(f"Length: {t}" if t else ""))
+            lambda t: self.measure_label.setText(f"Length: {t}" if t else "")
+        )
 
     def _start_workers(self, predictor_factory: Callable[[str], Predictor] | None) -> None:
         self.loader = LoaderWorker()
@@ -363,8 +421,11 @@ class MainWindow(QMainWindow):
     def open_files_dialog(self) -> None:
         """File > Open files."""
         files, _ = QFileDialog.getOpenFileNames(
-            self, "Open chest X-rays", self.last_folder(),
-            "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)")
+            self,
+            "Open chest X-rays",
+            self.last_folder(),
+            "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)",
+        )
         if files:
             self._remember_folder(files[0])
             self.open_paths(files)
@@ -426,7 +487,9 @@ class MainWindow(QMainWindow):
             msg += f"; skipped {len(skipped)} file(s) ({examples}{'; ...' if len(skipped) > 3 else ''})"
         self.statusBar().showMessage(msg, 10000)
         if self.worklist.current_study() is None and added:
-            first = next(sid for sid in self.worklist.study_ids_in_view_order() if self.studies[sid].status != "error")
+            first = next(
+                sid for sid in self.worklist.study_ids_in_view_order() if self.studies[sid].status != "error"
+            )
             self.worklist.select_study(first)
         self._update_progress()
         self._pump()
@@ -450,8 +513,11 @@ class MainWindow(QMainWindow):
         return sum(1 for _, kind, _ in self._inflight.values() if kind in ("decode", "analyse"))
 
     def _needs_analysis(self, study: Study) -> bool:
-        return (self.model_status == "ready" and study.status not in ("error", "cancelled")
-                and study.model_generation != self._model_generation)
+        return (
+            self.model_status == "ready"
+            and study.status not in ("error", "cancelled")
+            and study.model_generation != self._model_generation
+        )
 
     def _pump(self) -> None:
         """Start work for pending studies while fewer than ``max_in_flight`` are in progress."""
@@ -539,7 +605,9 @@ class MainWindow(QMainWindow):
             return
         try:
             thresholds = getattr(prediction, "thresholds", None)
-            study.findings = rank_findings(prediction.probabilities, prediction.class_names, thresholds, TOP_K)
+            study.findings = rank_findings(
+                prediction.probabilities, prediction.class_names, thresholds, TOP_K
+            )
             study.score = triage_score(prediction.probabilities, thresholds)
         except (AttributeError, ValueError) as exc:
             self._fail(study, f"malformed model output: {exc}")
@@ -582,7 +650,9 @@ class MainWindow(QMainWindow):
         else:
             self.loader.cancel_through(self._next_id)
         if not quiet:
-            self.statusBar().showMessage(f"Analysis cancelled ({cancelled} stud{'y' if cancelled == 1 else 'ies'})", 5000)
+            self.statusBar().showMessage(
+                f"Analysis cancelled ({cancelled} stud{'y' if cancelled == 1 else 'ies'})", 5000
+            )
         self._update_progress()
 
     def analyse_remaining(self) -> None:
@@ -619,8 +689,12 @@ class MainWindow(QMainWindow):
     # ================================================================================ model
     def load_model_dialog(self) -> None:
         """File > Load model."""
-        path, _ = QFileDialog.getOpenFileName(self, "Load a cral-train checkpoint", self.last_folder(),
-                                              "Checkpoints (*.safetensors);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Load a cral-train checkpoint",
+            self.last_folder(),
+            "Checkpoints (*.safetensors);;All files (*)",
+        )
         if path:
             self.load_model(path)
 
@@ -705,9 +779,12 @@ class MainWindow(QMainWindow):
         dialog.open()
 
     def _show_about(self) -> None:
-        QMessageBox.about(self, f"About {APP_NAME}",
-                          f"{APP_NAME}: chest X-ray triage viewer with the CRAL attention model.\n\n"
-                          "Research demonstration only - NOT FOR CLINICAL USE.")
+        QMessageBox.about(
+            self,
+            f"About {APP_NAME}",
+            f"{APP_NAME}: chest X-ray triage viewer with the CRAL attention model.\n\n"
+            "Research demonstration only - NOT FOR CLINICAL USE.",
+        )
 
     # ================================================================================ display
     def show_study(self, study_id: int) -> None:
@@ -737,8 +814,14 @@ class MainWindow(QMainWindow):
         keep = self.state.selected_map if study.prediction is not None else None
         # a VOI LUT is the default only when the file gives no window centre/width
         use_lut = image.voi_lut is not None and image.window is None
-        self.state.update(image=image, window=window, orientation=Orientation(), prediction=study.prediction,
-                          selected_map=keep, use_voi_lut=use_lut)
+        self.state.update(
+            image=image,
+            window=window,
+            orientation=Orientation(),
+            prediction=study.prediction,
+            selected_map=keep,
+            use_voi_lut=use_lut,
+        )
         self._refresh_presets(image)
         self._show_findings(study)
 
@@ -758,11 +841,13 @@ class MainWindow(QMainWindow):
             return
         above = [f.display_name for f in study.findings if f.above_threshold]
         status = f"Triage score {study.score:.2f}. " + (
-            f"Above threshold: {', '.join(above)}." if above else "No finding above its threshold.")
+            f"Above threshold: {', '.join(above)}." if above else "No finding above its threshold."
+        )
         if self.model_info is not None and self.model_info.thresholds is None:
             status = f"Triage score {study.score:.2f} (model has no thresholds)."
-        self.findings_panel.set_findings(study.findings, status,
-                                         has_saliency=getattr(study.prediction, "saliency", None) is not None)
+        self.findings_panel.set_findings(
+            study.findings, status, has_saliency=getattr(study.prediction, "saliency", None) is not None
+        )
 
     def _show_error(self, study: Study) -> None:
         self.state.update(image=None, prediction=None, selected_map=None)
@@ -797,8 +882,10 @@ class MainWindow(QMainWindow):
         self.invert_action.setChecked(False)
         self.state.update(orientation=Orientation(), invert=False)
         if image is not None:
-            self.state.update(window=image.window if image.window is not None else auto_window(image.pixels),
-                              use_voi_lut=image.voi_lut is not None and image.window is None)
+            self.state.update(
+                window=image.window if image.window is not None else auto_window(image.pixels),
+                use_voi_lut=image.voi_lut is not None and image.window is None,
+            )
         self.image_view.fit()
 
     def auto_window(self) -> None:
@@ -853,4 +940,3 @@ class MainWindow(QMainWindow):
             if not wt.stop():
                 log.warning("worker thread %s did not stop in time", wt.thread.objectName())
         QApplication.processEvents()
-

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 THUMBNAIL_SIZE = 64
 
 
-def make_thumbnail(pixels: np.ndarray, window: tuple[float, float] | None, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+def make_thumbnail(
+    pixels: np.ndarray, window: tuple[float, float] | None, size: int = THUMBNAIL_SIZE
+) -> np.ndarray:
     """A small uint8 (h, w) picture of an image for the worklist (longest side ``size``)."""
     h, w = pixels.shape
     step = max(1, int(max(h, w) // (size * 2)))
@@ -146,7 +148,9 @@ class InferenceWorker(_Cancellable):
 
                 default = default_model_path()
             except Exception as exc:  # a broken install should still let people view images
-                self.model_missing.emit(f"No trained model loaded ({type(exc).__name__} while looking for it)")
+                self.model_missing.emit(
+                    f"No trained model loaded ({type(exc).__name__} while looking for it)"
+                )
                 return
             if default is None:
                 self.model_missing.emit("No trained model loaded")

@@ -40,7 +40,9 @@ class _FindingDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # Qt override
         return QSize(200, 38)
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:  # Qt override
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex
+    ) -> None:  # Qt override
         finding: Finding | None = index.data(FINDING_ROLE)
         painter.save()
         rect = option.rect.adjusted(4, 2, -4, -2)
@@ -67,12 +69,18 @@ class _FindingDelegate(QStyledItemDelegate):
             percent = "\u25b2 " + percent  # a triangle marks "at or above threshold"
         metrics = painter.fontMetrics()
         percent_width = metrics.horizontalAdvance(percent) + 8
-        name = metrics.elidedText(finding.display_name, Qt.TextElideMode.ElideRight, text_rect.width() - percent_width)
+        name = metrics.elidedText(
+            finding.display_name, Qt.TextElideMode.ElideRight, text_rect.width() - percent_width
+        )
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, percent)
-        bar = QRect(rect.left(), rect.top() + rect.height() // 2 + 4, rect.width(), max(6, rect.height() // 2 - 6))
+        bar = QRect(
+            rect.left(), rect.top() + rect.height() // 2 + 4, rect.width(), max(6, rect.height() // 2 - 6)
+        )
         painter.fillRect(bar, QColor(225, 225, 225))
-        filled = QRect(bar.left(), bar.top(), round(bar.width() * min(max(finding.probability, 0.0), 1.0)), bar.height())
+        filled = QRect(
+            bar.left(), bar.top(), round(bar.width() * min(max(finding.probability, 0.0), 1.0)), bar.height()
+        )
         painter.fillRect(filled, _ABOVE if finding.above_threshold else _BELOW)
         if finding.threshold is not None:
             x = bar.left() + round(bar.width() * min(max(finding.threshold, 0.0), 1.0))
@@ -114,8 +122,10 @@ class FindingsPanel(QWidget):
         self.colormap.addItems(sorted(COLORMAPS))
         self.colormap.setCurrentText(state.colormap)
         self.colormap.currentTextChanged.connect(lambda name: self.state.update(colormap=name))
-        self.legend = QLabel("Bars: probability. Black tick: the class threshold. "
-                             "Red rows (\u25b2): at or above threshold. Click a finding to see where the model looked.")
+        self.legend = QLabel(
+            "Bars: probability. Black tick: the class threshold. "
+            "Red rows (\u25b2): at or above threshold. Click a finding to see where the model looked."
+        )
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color: #555;")
         self.disclaimer = QLabel("<i>Research demo - not for clinical use.</i>")

@@ -116,8 +116,12 @@ class ImageView(QWidget):
         self.corner_top_right = self._corner_label(Qt.AlignmentFlag.AlignRight)
         self.corner_bottom_left = self._corner_label()
         self.placeholder = self._corner_label(Qt.AlignmentFlag.AlignCenter)
-        self.placeholder.setText("Drop chest X-rays (DICOM, PNG, JPEG, TIFF) or folders here\nor use File > Open")
-        self._mouse_proxy = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
+        self.placeholder.setText(
+            "Drop chest X-rays (DICOM, PNG, JPEG, TIFF) or folders here\nor use File > Open"
+        )
+        self._mouse_proxy = pg.SignalProxy(
+            self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved
+        )
         self._unsubscribe = state.subscribe(self._state_changed)
         self._render_all()
 
@@ -159,7 +163,14 @@ class ImageView(QWidget):
             self._render_levels()
         if "invert" in changed:
             self.base_item.setLookupTable(_GREY_INVERTED if self.state.invert else _GREY)
-        if changed & {"prediction", "selected_map", "overlay_visible", "overlay_opacity", "colormap", "map_region"}:
+        if changed & {
+            "prediction",
+            "selected_map",
+            "overlay_visible",
+            "overlay_opacity",
+            "colormap",
+            "map_region",
+        }:
             self._render_overlay()
 
     def _render_all(self, fit: bool = True) -> None:
@@ -269,7 +280,9 @@ class ImageView(QWidget):
             self.view_box.addItem(self.measure_roi)
         else:
             handles = self.measure_roi.getHandles()
-            self.measure_roi.movePoint(handles[0], self.view_box.mapViewToScene(QPointF(*start)), finish=False)
+            self.measure_roi.movePoint(
+                handles[0], self.view_box.mapViewToScene(QPointF(*start)), finish=False
+            )
             self.measure_roi.movePoint(handles[1], self.view_box.mapViewToScene(QPointF(*end)))
         self._measurement_moved()
 
@@ -294,7 +307,9 @@ class ImageView(QWidget):
         p0, p1 = (self.measure_roi.mapToParent(h.pos()) for h in self.measure_roi.getHandles())
         spacing, unit = image.measurement_spacing()
         length = measure_length((p0.x(), p0.y()), (p1.x(), p1.y()), spacing, self.state.orientation)
-        self._measure_text = f"{length:.1f} {unit}" if spacing is not None else f"{length:.0f} px (no spacing)"
+        self._measure_text = (
+            f"{length:.1f} {unit}" if spacing is not None else f"{length:.0f} px (no spacing)"
+        )
         self.measure_label.setText(self._measure_text)
         self.measure_label.setPos(p1)
         self.measure_label.show()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, QSize, Qt, Signal
+from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
@@ -14,7 +14,11 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 COL_NAME, COL_STATUS, COL_SCORE = 0, 1, 2
 #: row statuses and their sort order (most urgent work first)
 STATUSES = ("analysing", "queued", "done", "viewed (no model)", "cancelled", "error")
-_STATUS_COLOURS = {"error": QColor(200, 40, 40), "analysing": QColor(30, 110, 200), "cancelled": QColor(130, 130, 130)}
+_STATUS_COLOURS = {
+    "error": QColor(200, 40, 40),
+    "analysing": QColor(30, 110, 200),
+    "cancelled": QColor(130, 130, 130),
+}
 
 
 def thumbnail_icon(thumb: np.ndarray) -> QIcon:
@@ -38,7 +42,8 @@ class Worklist(QTableView):
         self.source.horizontalHeaderItem(COL_SCORE).setToolTip(
             "Triage score: the highest probability / class threshold over all findings\n"
             "(>= 1: at least one finding at or above its threshold; the highest probability\n"
-            "when the model has no thresholds). Click a header to sort.")
+            "when the model has no thresholds). Click a header to sort."
+        )
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.source)
         self.proxy.setSortRole(SORT_ROLE)

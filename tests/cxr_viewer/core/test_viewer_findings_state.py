@@ -26,9 +26,9 @@ def test_rank_findings_order_topk_thresholds() -> None:
     assert ranked[1].ratio == pytest.approx(0.5 / 0.4)
     assert len(rank_findings(probs, NAMES, top_k=None)) == 4
     assert all(not f.above_threshold for f in rank_findings(probs, NAMES))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="class names"):
         rank_findings(probs, NAMES[:3])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="thresholds"):
         rank_findings(probs, NAMES, thresholds=[0.1])
 
 
@@ -77,17 +77,18 @@ def test_attention_region() -> None:
     class P:
         preprocessing = Cfg()
 
-    top, left, bottom, right = attention_region(P())
+    top, _left, bottom, _right = attention_region(P())
     assert top == pytest.approx(16 / 256)
     assert bottom == pytest.approx(240 / 256)
     assert attention_region(object()) == (0.0, 0.0, 1.0, 1.0)
 
 
 def test_core_imports_no_qt_no_torch() -> None:
+    heavy = "('torch', 'PySide6', 'pyqtgraph', 'cral_model')"
     code = (
         "import sys, json, cxr_viewer, cxr_viewer.core, cxr_viewer.core.io, cxr_viewer.core.overlay, "
         "cxr_viewer.inference; "
-        "print(json.dumps(sorted(m for m in ('torch', 'PySide6', 'pyqtgraph', 'cral_model') if m in sys.modules)))"
+        f"print(json.dumps(sorted(m for m in {heavy} if m in sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

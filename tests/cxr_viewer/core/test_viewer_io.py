@@ -19,7 +19,12 @@ def _ramp(h: int = 32, w: int = 24, hi: int = 4095) -> np.ndarray:
 def test_dicom_monochrome2_modality_lut_window_and_spacing(tmp_path: Path, make_dicom) -> None:
     raw = _ramp()
     path = make_dicom(
-        tmp_path / "a.dcm", raw, slope=2.0, intercept=-100.0, window=(1000.0, 2000.0), pixel_spacing=(0.2, 0.3)
+        tmp_path / "a.dcm",
+        raw,
+        slope=2.0,
+        intercept=-100.0,
+        window=(1000.0, 2000.0),
+        pixel_spacing=(0.2, 0.3),
     )
     img = load_image(path)
     assert img.pixels.dtype == np.float32
@@ -112,7 +117,14 @@ def test_dicom_without_pixels(tmp_path: Path, make_dicom) -> None:
 # ------------------------------------------------------------------------------ Pillow formats
 @pytest.mark.parametrize(
     ("mode", "suffix", "bits"),
-    [("L", ".png", 8), ("I;16", ".png", 16), ("RGB", ".png", 8), ("L", ".jpg", 8), ("L", ".tif", 8), ("I;16", ".tif", 16)],
+    [
+        ("L", ".png", 8),
+        ("I;16", ".png", 16),
+        ("RGB", ".png", 8),
+        ("L", ".jpg", 8),
+        ("L", ".tif", 8),
+        ("I;16", ".tif", 16),
+    ],
 )
 def test_pillow_formats(tmp_path: Path, mode: str, suffix: str, bits: int) -> None:
     grey = np.linspace(0, 255 if bits == 8 else 60000, 16 * 20).reshape(16, 20)
@@ -185,8 +197,10 @@ def test_rg1_monochrome1_chest_lungs_dark(shared_data) -> None:
     h, w = px.shape
     # lung fields: left and right of the midline in the upper-middle of a PA chest
     lungs = np.concatenate(
-        [px[int(0.3 * h) : int(0.55 * h), int(0.2 * w) : int(0.38 * w)].ravel(),
-         px[int(0.3 * h) : int(0.55 * h), int(0.62 * w) : int(0.8 * w)].ravel()]
+        [
+            px[int(0.3 * h) : int(0.55 * h), int(0.2 * w) : int(0.38 * w)].ravel(),
+            px[int(0.3 * h) : int(0.55 * h), int(0.62 * w) : int(0.8 * w)].ravel(),
+        ]
     )
     mediastinum = px[int(0.3 * h) : int(0.55 * h), int(0.46 * w) : int(0.54 * w)]
     assert np.median(lungs) < np.median(mediastinum)
@@ -218,7 +232,9 @@ def test_lossless_variants_are_identical(shared_data, name: str, ref: str) -> No
 
 
 @pytest.mark.parametrize(("name", "ref", "max_abs", "mean_frac"), LOSSY_PAIRS)
-def test_lossy_variants_are_close(shared_data, name: str, ref: str, max_abs: float | None, mean_frac: float) -> None:
+def test_lossy_variants_are_close(
+    shared_data, name: str, ref: str, max_abs: float | None, mean_frac: float
+) -> None:
     a, b = _load(shared_data, name), _load(shared_data, ref)
     assert a.shape == b.shape
     diff = np.abs(a - b)
@@ -252,8 +268,11 @@ def test_voi_lut_display_monochrome1_stays_bright_up(tmp_path: Path, make_dicom)
     m2 = load_image(make_dicom(tmp_path / "m2.dcm", raw, voi_lut=(0, table)))
     m1 = load_image(make_dicom(tmp_path / "m1.dcm", raw, photometric="MONOCHROME1", voi_lut=(0, table)))
     d2, d1 = voi_lut_display(m2), voi_lut_display(m1)
-    assert d2 is not None and d1 is not None
-    assert d2.dtype == np.float32 and d2.min() >= 0 and d2.max() <= 1
+    assert d2 is not None
+    assert d1 is not None
+    assert d2.dtype == np.float32
+    assert d2.min() >= 0
+    assert d2.max() <= 1
     np.testing.assert_allclose(d1, 1.0 - d2, atol=1e-6)  # same stored values, opposite photometric
     assert d2[-1, -1] > d2[0, 0]
     np.testing.assert_allclose(d2[0, 1], np.sqrt(raw[0, 1] / 4095), atol=2e-3)

@@ -55,7 +55,8 @@ def test_invert_round_trip() -> None:
     once = invert_monochrome1(px, 11.0)
     assert once.dtype == np.float32
     np.testing.assert_array_equal(invert_monochrome1(once, 11.0), px)
-    assert once.min() == 0 and once.max() == 11
+    assert once.min() == 0
+    assert once.max() == 11
 
 
 def test_auto_window_constant_and_nan() -> None:
@@ -79,9 +80,11 @@ def test_presets() -> None:
 
 def test_window_from_drag_directions() -> None:
     c, w = window_from_drag(100, 50, dx=10, dy=0, value_range=1000)
-    assert w > 50 and c == 100
+    assert w > 50
+    assert c == 100
     c, w = window_from_drag(100, 50, dx=0, dy=-10, value_range=1000)
-    assert c > 100 and w == 50
+    assert c > 100
+    assert w == 50
     _, w = window_from_drag(100, 5, dx=-1e6, dy=0, value_range=1000)
     assert w > 0
 
@@ -106,7 +109,7 @@ def test_heatmap_resize_and_normalize() -> None:
     assert raw.max() <= 0.5 + 1e-6
     assert attention_to_heatmap(np.full((3, 3), 0.7), (5, 5)).max() == 0.0
     assert np.isfinite(attention_to_heatmap(np.array([[np.nan, 1.0]]), (2, 4))).all()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="2-D"):
         attention_to_heatmap(np.zeros(3), (4, 4))
 
 
@@ -115,7 +118,8 @@ def test_colormap_lut(name: str) -> None:
     lut = colormap_lut(name, 256)
     assert lut.shape == (256, 4)
     assert lut.dtype == np.uint8
-    assert lut[0, 3] == 0 and lut[-1, 3] == 255
+    assert lut[0, 3] == 0
+    assert lut[-1, 3] == 255
     assert np.all(np.diff(lut[:, 3].astype(int)) >= 0)
     assert (colormap_lut(name, alpha_ramp=0)[:, 3] == 255).all()
 

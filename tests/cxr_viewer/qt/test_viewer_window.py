@@ -19,8 +19,13 @@ def _drop(window, paths: list[Path], target=None) -> None:
     """Simulate a drag-and-drop of local files/folders onto ``target`` (default: the window)."""
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     if target is None:
         window.dropEvent(event)
     else:
@@ -31,7 +36,11 @@ def _drop(window, paths: list[Path], target=None) -> None:
 
 
 def _all_finished(window, n: int) -> bool:
-    return len(window.studies) == n and all(s.status in FINISHED for s in window.studies.values()) and window.is_idle()
+    return (
+        len(window.studies) == n
+        and all(s.status in FINISHED for s in window.studies.values())
+        and window.is_idle()
+    )
 
 
 def test_no_model_says_so_and_still_views(qtbot, make_window, studies_folder: Path) -> None:
@@ -56,7 +65,9 @@ def test_missing_default_model_is_reported(qtbot, make_window, monkeypatch) -> N
     assert "No trained model loaded" in window.model_label.text()
 
 
-def test_drop_on_child_widget_fills_worklist(qtbot, make_window, studies_folder: Path, fake_predictor_cls) -> None:
+def test_drop_on_child_widget_fills_worklist(
+    qtbot, make_window, studies_folder: Path, fake_predictor_cls
+) -> None:
     window = make_window(model_path="fake", predictor_factory=lambda _p: fake_predictor_cls())
     _drop(window, [studies_folder], target=window.image_view.graphics.viewport())
     qtbot.waitUntil(lambda: _all_finished(window, 3), timeout=20_000)
@@ -86,7 +97,9 @@ def test_broken_file_is_an_error_row_and_the_rest_is_analysed(
     qtbot.waitUntil(lambda: "cannot be shown" in window.image_view.placeholder.text(), timeout=5_000)
 
 
-def test_selecting_a_finding_changes_the_overlay(qtbot, make_window, studies_folder: Path, fake_predictor_cls) -> None:
+def test_selecting_a_finding_changes_the_overlay(
+    qtbot, make_window, studies_folder: Path, fake_predictor_cls
+) -> None:
     window = make_window(model_path="fake", predictor_factory=lambda _p: fake_predictor_cls())
     window.open_paths([studies_folder / "img_0.png"])
     qtbot.waitUntil(lambda: _all_finished(window, 1) and window.state.prediction is not None, timeout=20_000)
@@ -131,11 +144,15 @@ def test_cancel_drops_stale_results(qtbot, make_window, studies_folder: Path, fa
     assert predictor.calls == 1  # the queued ones were never run
     predictor.delay = 0.0
     window.reanalyse_action.trigger()
-    qtbot.waitUntil(lambda: _all_finished(window, 3) and
-                    {s.status for s in window.studies.values()} == {"done"}, timeout=20_000)
+    qtbot.waitUntil(
+        lambda: _all_finished(window, 3) and {s.status for s in window.studies.values()} == {"done"},
+        timeout=20_000,
+    )
 
 
-def test_new_model_supersedes_old_results(qtbot, make_window, studies_folder: Path, fake_predictor_cls) -> None:
+def test_new_model_supersedes_old_results(
+    qtbot, make_window, studies_folder: Path, fake_predictor_cls
+) -> None:
     models = iter([fake_predictor_cls(), fake_predictor_cls(thresholds=False)])
     window = make_window(model_path="first", predictor_factory=lambda _p: next(models))
     window.open_paths([studies_folder / "img_1.png"])
@@ -143,12 +160,16 @@ def test_new_model_supersedes_old_results(qtbot, make_window, studies_folder: Pa
     first_score = window.worklist.score_of(1)
     with qtbot.waitSignal(window.model_changed, timeout=10_000):
         window.load_model("second.safetensors")
-    qtbot.waitUntil(lambda: _all_finished(window, 1) and window.studies[1].model_generation == 2, timeout=20_000)
+    qtbot.waitUntil(
+        lambda: _all_finished(window, 1) and window.studies[1].model_generation == 2, timeout=20_000
+    )
     assert window.model_info.thresholds is None
     assert window.worklist.score_of(1) != first_score  # without thresholds: the max probability
 
 
-def test_close_during_analysis_shuts_down_cleanly(qtbot, make_window, studies_folder: Path, fake_predictor_cls) -> None:
+def test_close_during_analysis_shuts_down_cleanly(
+    qtbot, make_window, studies_folder: Path, fake_predictor_cls
+) -> None:
     predictor = fake_predictor_cls(delay=0.5)
     window = make_window(model_path="fake", predictor_factory=lambda _p: predictor)
     window.open_paths([studies_folder])
@@ -169,12 +190,17 @@ def test_keyboard_navigation_and_view_tools(qtbot, make_window, studies_folder: 
     with qtbot.waitSignal(window.study_shown, timeout=5_000) as shown:
         qtbot.keyClick(window.worklist, Qt.Key.Key_Down)
     assert shown.args == [order[1]]
-    qtbot.waitUntil(lambda: window.state.image is not None and window.state.image.source.name ==
-                    window.studies[order[1]].name, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: (
+            window.state.image is not None and window.state.image.source.name == window.studies[order[1]].name
+        ),
+        timeout=5_000,
+    )
     # window/level by drag, invert, rotate, presets
     before = window.state.window
     window.image_view.drag_window(40, -20)
-    assert window.state.window[1] > before[1] and window.state.window[0] > before[0]
+    assert window.state.window[1] > before[1]
+    assert window.state.window[0] > before[0]
     window.auto_window_action.trigger()
     window.invert_action.trigger()
     assert window.state.invert
@@ -199,8 +225,10 @@ def test_measurement_units(qtbot, make_window, tmp_path: Path, make_dicom) -> No
     expected = {"ps.dcm": "10.0 mm", "ips.dcm": "4.0 mm at detector", "none.png": "40 px (no spacing)"}
     for study in window.studies.values():
         window.select_study(study.id)
-        qtbot.waitUntil(lambda s=study: window.state.image is not None and window.state.image.name == s.name,
-                        timeout=5_000)
+        qtbot.waitUntil(
+            lambda s=study: window.state.image is not None and window.state.image.name == s.name,
+            timeout=5_000,
+        )
         window.image_view.set_measurement((0.0, 0.0), (40.0, 0.0))
         assert window.image_view.measurement_text() == expected[study.name]
     window.image_view.clear_measurement()
@@ -219,9 +247,13 @@ def test_monochrome1_chest_is_displayed_with_dark_lungs(qtbot, make_window, shar
     shown = pg.functions.ndarray_from_qimage(item.qimage)
     grey = shown[..., :3].mean(axis=-1) if shown.ndim == 3 else shown.astype(float)
     h, w = grey.shape
-    lungs = np.concatenate([grey[int(0.3 * h):int(0.55 * h), int(0.2 * w):int(0.38 * w)].ravel(),
-                            grey[int(0.3 * h):int(0.55 * h), int(0.62 * w):int(0.8 * w)].ravel()])
-    mediastinum = grey[int(0.3 * h):int(0.55 * h), int(0.46 * w):int(0.54 * w)]
+    lungs = np.concatenate(
+        [
+            grey[int(0.3 * h) : int(0.55 * h), int(0.2 * w) : int(0.38 * w)].ravel(),
+            grey[int(0.3 * h) : int(0.55 * h), int(0.62 * w) : int(0.8 * w)].ravel(),
+        ]
+    )
+    mediastinum = grey[int(0.3 * h) : int(0.55 * h), int(0.46 * w) : int(0.54 * w)]
     assert np.median(lungs) < np.median(mediastinum) - 20  # on the 0-255 display scale
     assert np.median(lungs) < np.median(grey)
     assert not window.state.invert
@@ -238,7 +270,8 @@ def test_voi_lut_sequence_is_the_default_display(qtbot, make_window, tmp_path: P
     assert window.preset_combo.itemText(0) == "File VOI LUT (test LUT)"
     assert "VOI LUT" in window.image_view.corner_bottom_left.text()
     shown = window.image_view.base_item.image
-    assert shown.max() <= 1.0 and shown[0, 10] == pytest.approx(np.sqrt(600 / 4095), abs=2e-3)
+    assert shown.max() <= 1.0
+    assert shown[0, 10] == pytest.approx(np.sqrt(600 / 4095), abs=2e-3)
     window.image_view.drag_window(10, 0)  # dragging switches to a linear window
     assert not window.state.use_voi_lut
     assert window.image_view.base_item.image.max() > 1.0
