@@ -108,6 +108,9 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
@@ -567,10 +570,20 @@ def fit(
     probe = DistInfo(local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     device = resolve_device(cfg.device, probe)
     info = init_distributed(device)
+    # fit() changes process-wide torch settings; put them back afterwards (tests and notebooks call it).
+    saved = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     try:
         return _fit(cfg, out, device, info, resume, command, on_step, build_model_from_config)
     finally:
         cleanup(info)
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.benchmark = saved[3]
 
 
 def _fit(
