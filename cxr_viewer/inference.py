@@ -43,11 +43,30 @@ NOT_FOR_CLINICAL_USE = "Research demonstration only - NOT FOR CLINICAL USE. Do n
 class PredictionLike(Protocol):
     """What the viewer reads from a prediction (``cral_model.Prediction`` satisfies it)."""
 
-    class_names: tuple[str, ...]
-    probabilities: np.ndarray  # (K,) float32 in [0, 1]
-    attention: np.ndarray  # (K, h, w) float32 in [0, 1]
-    saliency: np.ndarray  # (h, w) float32 in [0, 1]
-    thresholds: np.ndarray | None  # (K,) or None
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """K class names."""
+        ...
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """(K,) float32 in [0, 1]."""
+        ...
+
+    @property
+    def attention(self) -> np.ndarray:
+        """(K, h, w) float32 in [0, 1], per-class maps."""
+        ...
+
+    @property
+    def saliency(self) -> np.ndarray:
+        """(h, w) float32 in [0, 1], the class-agnostic map."""
+        ...
+
+    @property
+    def thresholds(self) -> np.ndarray | None:
+        """(K,) per-class operating points, or None."""
+        ...
 
 
 @runtime_checkable
@@ -103,7 +122,7 @@ def load_predictor(path: str | os.PathLike[str], device: str = "auto") -> Predic
     """
     import cral_model
 
-    return cral_model.Predictor.from_checkpoint(path, device=device)  # type: ignore[no-any-return]
+    return cral_model.Predictor.from_checkpoint(path, device=device)
 
 
 def attention_region(predictor: Any) -> tuple[float, float, float, float]:

@@ -191,7 +191,7 @@ def _reason(prefix: str, exc: BaseException) -> str:
 def _load_dicom(path: Path) -> XrayImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut
+    from pydicom.pixels.processing import apply_modality_lut
 
     try:
         ds = pydicom.dcmread(path, force=True)
@@ -268,7 +268,7 @@ def _load_dicom(path: Path) -> XrayImage:
 
 
 def _decode_first_frame(ds: Dataset, n_frames: int) -> np.ndarray:
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     index = 0 if n_frames > 1 else None
     try:
@@ -305,7 +305,7 @@ def _decode_jpeg_with_fixed_sos(ds: Dataset) -> np.ndarray | None:
     if syntax not in (JPEGBaseline8Bit, JPEGExtended12Bit):
         return None
     try:
-        from libjpeg import decode  # pylibjpeg-libjpeg
+        from libjpeg import decode  # type: ignore[attr-defined]  # pylibjpeg-libjpeg
         from pydicom.encaps import generate_frames
 
         frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
@@ -422,9 +422,9 @@ def _load_pillow(path: Path, fmt: str) -> XrayImage:
             n_frames = int(getattr(img, "n_frames", 1) or 1)
             img.seek(0)
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            mode = img.mode
-            pixels, bits = _pillow_to_grey(img, notes)
+            upright = ImageOps.exif_transpose(img) or img
+            pixels, bits = _pillow_to_grey(upright, notes)
+            mode = upright.mode
     except UnidentifiedImageError as exc:
         raise ImageLoadError(f"not a readable {fmt} image") from exc
     except OSError as exc:  # truncated or corrupt data

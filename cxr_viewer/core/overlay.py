@@ -55,8 +55,8 @@ def attention_to_heatmap(
     if normalize:
         lo, hi = float(att.min()), float(att.max())
         att = (att - lo) / (hi - lo) if hi - lo > 1e-12 else np.zeros_like(att)
-    out = _resize_bilinear(att, height, width)
-    return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+    out = np.clip(_resize_bilinear(att, height, width), 0.0, 1.0)
+    return np.asarray(out, dtype=np.float32)
 
 
 def _resize_bilinear(arr: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -75,7 +75,7 @@ def _resize_bilinear(arr: np.ndarray, height: int, width: int) -> np.ndarray:
         fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
         top = arr[y0][:, x0] * (1 - fx) + arr[y0][:, x1] * fx
         bottom = arr[y1][:, x0] * (1 - fx) + arr[y1][:, x1] * fx
-        return (top * (1 - fy) + bottom * fy).astype(np.float32)
+        return np.asarray(top * (1 - fy) + bottom * fy, dtype=np.float32)
 
 
 def colormap_lut(name: str = "jet", n: int = 256, *, alpha_ramp: float = 0.35) -> np.ndarray:

@@ -44,7 +44,7 @@ def apply_window(pixels: np.ndarray, center: float, width: float) -> np.ndarray:
     low = float(center) - width / 2.0
     out = (np.asarray(pixels, dtype=np.float32) - np.float32(low)) / np.float32(width)
     out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+    return np.asarray(np.clip(out, 0.0, 1.0, out=out), dtype=np.float32)
 
 
 def invert_monochrome1(values: np.ndarray, pivot: float) -> np.ndarray:
@@ -106,7 +106,7 @@ def apply_voi_lut_table(modality_values: np.ndarray, lut: VoiLut) -> np.ndarray:
     idx = np.clip(np.nan_to_num(idx, nan=0.0), 0, table.size - 1).astype(np.intp)
     out = table[idx]
     lo, hi = float(table.min()), float(table.max())
-    return ((out - lo) / max(hi - lo, _MIN_WIDTH)).astype(np.float32)
+    return np.asarray((out - lo) / max(hi - lo, _MIN_WIDTH), dtype=np.float32)
 
 
 def voi_lut_display(image: XrayImage) -> np.ndarray | None:

@@ -194,7 +194,7 @@ class MainWindow(QMainWindow):
         self,
         text: str,
         slot: Callable[..., Any],
-        shortcut: str | QKeySequence | None = None,
+        shortcut: str | QKeySequence | QKeySequence.StandardKey | None = None,
         tip: str = "",
         checkable: bool = False,
     ) -> QAction:
@@ -390,7 +390,8 @@ class MainWindow(QMainWindow):
     # ================================================================================ settings
     def _setting_float(self, key: str, default: float) -> float:
         try:
-            return float(self.settings.value(key, default))
+            value: Any = self.settings.value(key, default)
+            return float(value)
         except (TypeError, ValueError):
             return default
 
