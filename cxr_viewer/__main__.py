@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (pydicom resets its own logger level on import, so filter at our handler instead)
     for handler in logging.getLogger().handlers:
         handler.addFilter(lambda record: not record.name.startswith("pydicom"))
+    # pydicom's validation warnings quote header values (possibly patient data): never print them
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
     if args.screenshot and not args.paths:
         get_parser().error("--screenshot needs at least one FILE")
 

@@ -709,7 +709,9 @@ class MainWindow(QMainWindow):
         if self._closing:
             return
         self._model_generation += 1
-        self._inflight = {k: v for k, v in self._inflight.items() if v[1] != "analyse"}  # old model's answers
+        # answers of the previous model still queued or running are not wanted any more
+        self._inflight = {k: v for k, v in self._inflight.items() if v[1] != "analyse"}
+        self.inference.cancel_through(self._next_id)
         self.model_info = info
         self.model_status = "ready"
         device = "CUDA" if info.device.startswith("cuda") else info.device.upper()

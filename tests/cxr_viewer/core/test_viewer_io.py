@@ -277,3 +277,26 @@ def test_voi_lut_display_monochrome1_stays_bright_up(tmp_path: Path, make_dicom)
     assert d2[-1, -1] > d2[0, 0]
     np.testing.assert_allclose(d2[0, 1], np.sqrt(raw[0, 1] / 4095), atol=2e-3)
     assert voi_lut_display(load_image(make_dicom(tmp_path / "n.dcm", raw))) is None
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:pydicom")
+@pytest.mark.parametrize("name", ["RG3_J2KR.dcm", "RG2_JLSL.dcm", "RG2_JPLY.dcm"])
+def test_damaged_real_files_fail_cleanly(shared_data, tmp_path: Path, name: str) -> None:
+    """Truncated or scribbled-over compressed DICOM: an image or an ImageLoadError, nothing else."""
+    data = shared_data("dicom", name).read_bytes()
+    rng = np.random.default_rng(0)
+    damaged = tmp_path / name
+    variants = [data[:200], data[: len(data) // 3], data[: len(data) - 100]]
+    scribbled = bytearray(data)
+    for i in rng.integers(2000, len(data), 30):
+        scribbled[int(i)] = int(rng.integers(0, 256))
+    variants.append(bytes(scribbled))
+    for variant in variants:
+        damaged.write_bytes(variant)
+        try:
+            img = load_image(damaged)
+        except ImageLoadError as exc:
+            reason = str(exc)
+        else:
+            reason = "ok" if img.pixels.dtype == np.float32 else ""
+        assert reason

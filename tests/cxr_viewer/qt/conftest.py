@@ -87,11 +87,12 @@ def make_window(qtbot, settings):
     pg.setConfigOptions(imageAxisOrder="row-major")
     windows = []
 
-    def factory(**kwargs):
+    def factory(size: tuple[int, int] | None = (1200, 800), **kwargs):
         kwargs.setdefault("settings", settings)
         window = MainWindow(**kwargs)
         qtbot.addWidget(window)
-        window.resize(1200, 800)
+        if size is not None:
+            window.resize(*size)
         window.show()
         windows.append(window)
         return window

@@ -277,3 +277,32 @@ def test_voi_lut_sequence_is_the_default_display(qtbot, make_window, tmp_path: P
     assert window.image_view.base_item.image.max() > 1.0
     window.preset_combo.activated.emit(0)
     assert window.state.use_voi_lut
+
+
+def test_patient_data_stays_out_of_logs_and_output(
+    qtbot, make_window, tmp_path: Path, make_dicom, caplog, capfd, fake_predictor_cls
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    make_dicom(tmp_path / "p.dcm", np.tile(np.arange(32, dtype=np.uint16), (32, 1)), patient_name="Doe^Jane")
+    (tmp_path / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x00" * 10)
+    window = make_window(model_path="fake", predictor_factory=lambda _p: fake_predictor_cls())
+    window.open_paths([tmp_path])
+    qtbot.waitUntil(lambda: _all_finished(window, 2), timeout=20_000)
+    window.select_study(next(s.id for s in window.studies.values() if s.name == "p.dcm"))
+    qtbot.waitUntil(lambda: window.state.image is not None, timeout=5_000)
+    assert "Doe Jane" in window.image_view.corner_top_right.text()  # shown on screen ...
+    out, err = capfd.readouterr()
+    for text in (caplog.text, out, err, *(s.reason for s in window.studies.values())):
+        assert "Doe" not in text  # ... but never logged or printed
+        assert "SECRET-ID" not in text
+
+
+def test_geometry_is_remembered(qtbot, make_window, settings) -> None:
+    window = make_window(model_path=None, size=(760, 540))  # fits the offscreen platform's 800x600 screen
+    qtbot.wait(50)
+    window.close()
+    assert not settings.value("geometry").isEmpty()
+    again = make_window(model_path=None, size=None)
+    assert (again.size().width(), again.size().height()) == (760, 540)  # not the default 1400 x 860
