@@ -300,3 +300,27 @@ def test_damaged_real_files_fail_cleanly(shared_data, tmp_path: Path, name: str)
         else:
             reason = "ok" if img.pixels.dtype == np.float32 else ""
         assert reason
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "PALETTE COLOR"])
+def test_colour_dicom(tmp_path: Path, make_dicom, photometric: str) -> None:
+    import pydicom
+
+    path = make_dicom(tmp_path / "c.dcm", np.zeros((6, 5), np.uint16))
+    ds = pydicom.dcmread(path)
+    rgb = np.zeros((6, 5, 3), np.uint8)
+    rgb[..., 1] = 200
+    ds.PhotometricInterpretation = photometric
+    ds.SamplesPerPixel = 3
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelData = rgb.tobytes()
+    ds.save_as(path)
+    if photometric == "RGB":
+        img = load_image(path)
+        np.testing.assert_allclose(img.pixels, 0.587 * 200, rtol=1e-5)
+        assert any("grey" in n for n in img.notes)
+    else:
+        with pytest.raises(ImageLoadError, match="unsupported photometric"):
+            load_image(path)

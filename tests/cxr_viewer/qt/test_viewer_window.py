@@ -134,6 +134,8 @@ def test_cancel_drops_stale_results(qtbot, make_window, studies_folder: Path, fa
     window = make_window(model_path="fake", predictor_factory=lambda _p: predictor, max_in_flight=1)
     window.open_paths([studies_folder])
     qtbot.waitUntil(lambda: any(s.status == "analysing" for s in window.studies.values()), timeout=20_000)
+    assert window.progress.isVisible()  # progress in the status bar while analysing
+    assert window.progress.maximum() == 3
     window.cancel_action.trigger()
     assert {s.status for s in window.studies.values()} == {"cancelled"}
     predictor.release.set()  # the running analysis finishes now; its answer must be ignored
