@@ -115,6 +115,7 @@ class ImageView(QWidget):
         self.corner_top_left = self._corner_label()
         self.corner_top_right = self._corner_label(Qt.AlignmentFlag.AlignRight)
         self.corner_bottom_left = self._corner_label()
+        self.corner_bottom_right = self._corner_label(Qt.AlignmentFlag.AlignRight)
         self.placeholder = self._corner_label(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setText(
             "Drop chest X-rays (DICOM, PNG, JPEG, TIFF) or folders here\nor use File > Open"
@@ -142,11 +143,21 @@ class ImageView(QWidget):
 
     def _place_corners(self) -> None:
         w, h = self.graphics.width(), self.graphics.height()
-        for label in (self.corner_top_left, self.corner_top_right, self.corner_bottom_left):
+        corners = (
+            self.corner_top_left,
+            self.corner_top_right,
+            self.corner_bottom_left,
+            self.corner_bottom_right,
+        )
+        for label in corners:
             label.adjustSize()
         self.corner_top_left.move(8, 6)
         self.corner_top_right.move(max(8, w - self.corner_top_right.width() - 8), 6)
         self.corner_bottom_left.move(8, max(6, h - self.corner_bottom_left.height() - 6))
+        self.corner_bottom_right.move(
+            max(8, w - self.corner_bottom_right.width() - 8),
+            max(6, h - self.corner_bottom_right.height() - 6),
+        )
         self.placeholder.setGeometry(0, h // 2 - 30, w, 60)
 
     def close_view(self) -> None:
@@ -220,6 +231,24 @@ class ImageView(QWidget):
         self._place_corners()
 
     def _render_overlay(self) -> None:
+        self._render_overlay_item()
+        self.corner_bottom_right.setText(self._overlay_caption() if self.overlay_item.isVisible() else "")
+        self._place_corners()
+
+    def _overlay_caption(self) -> str:
+        sel, pred = self.state.selected_map, self.state.prediction
+        if sel is None or pred is None:
+            return ""
+        if sel == SALIENCY:
+            return "Map: class-agnostic (all findings)"
+        names = getattr(pred, "class_names", ())
+        probs = getattr(pred, "probabilities", None)
+        if not 0 <= sel < len(names):
+            return ""
+        name = str(names[sel]).replace("_", " ")
+        return f"Map: {name} ({float(probs[sel]):.1%})" if probs is not None else f"Map: {name}"
+
+    def _render_overlay_item(self) -> None:
         state = self.state
         if state.image is None or not state.overlay_visible or state.selected_map is None:
             self.overlay_item.hide()

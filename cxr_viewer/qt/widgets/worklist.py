@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QTableView, QWidget
 
 __all__ = ["STATUSES", "Worklist"]
 
@@ -107,6 +107,9 @@ class Worklist(QTableView):
         item.setData(STATUSES.index(status) if status in STATUSES else len(STATUSES), SORT_ROLE)
         colour = _STATUS_COLOURS.get(status)
         item.setForeground(QBrush(colour) if colour is not None else QBrush())
+        name_item = self._item(study_id, COL_NAME)
+        if status == "error" and name_item is not None and name_item.icon().isNull():
+            name_item.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning))
 
     def set_score(self, study_id: int, score: float | None, flagged: str = "") -> None:
         """Show the triage score (None clears it); ``flagged`` lists findings above threshold (tooltip)."""

@@ -112,6 +112,7 @@ def test_selecting_a_finding_changes_the_overlay(
     assert first is not None
     assert window.state.selected_map == panel.findings()[0].index
     assert first.shape == window.state.image.shape
+    assert window.image_view.corner_bottom_right.text().startswith("Map: Finding 0 (")
     panel.select_row(1)
     second = window.image_view.overlay_image()
     assert second is not None
