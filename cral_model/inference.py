@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -19,6 +21,8 @@ from cral_model.models.cral import CRAL
 from cral_model.preprocessing import preprocess
 
 __all__ = ["DEFAULT_MODEL_ENV", "Prediction", "Predictor", "default_checkpoint_path", "resolve_device"]
+
+_log = logging.getLogger(__name__)
 
 #: Environment variable that points the tools at a checkpoint instead of the bundled one.
 DEFAULT_MODEL_ENV = "CXR_TRIAGE_MODEL"
@@ -53,6 +57,14 @@ def default_checkpoint_path() -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def _state_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,10 @@ class Predictor:
         thresholds: per-class operating points or None.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         metadata: checkpoint metadata (model card fields), if any.
+        fast: CPU fast path: ``None``/``"off"`` (eager PyTorch), ``"fp32"`` or ``"int8"`` (ONNX Runtime,
+            see `cral_model.fast`), ``"auto"`` (``"fp32"`` on the CPU when onnxruntime is installed). When
+            the fast path cannot be built the predictor falls back to PyTorch and says so in ``backend``.
+        calibration: images for the ``"int8"`` variant.
     """
 
     def __init__(
@@ -112,6 +128,8 @@ class Predictor:
         thresholds: Sequence[float] | None = None,
         device: str = "auto",
         metadata: dict[str, Any] | None = None,
+        fast: str | None = None,
+        calibration: Sequence[np.ndarray] | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -121,10 +139,40 @@ class Predictor:
         self.class_names = tuple(class_names) if class_names is not None else CLASS_NAMES
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float32)
         self.metadata = dict(metadata or {})
+        self._runner: Any = None
+        self.backend = f"torch-{self.device}"
+        if fast not in (None, "off") and self.device == "cpu":
+            self._init_fast(fast, calibration)
+
+    def _init_fast(self, fast: str, calibration: Sequence[np.ndarray] | None) -> None:
+        from cral_model import fast as fastpath
+
+        variant = "fp32" if fast == "auto" else fast
+        if fast == "auto" and not fastpath.fast_path_available():
+            return
+        key = self.metadata.get("weights_sha256") or _state_digest(self.model)
+        calib = None
+        if variant == "int8":
+            if not calibration:
+                raise ValueError("the int8 fast path needs calibration images")
+            calib = fastpath.calibration_batch(calibration, self.prepare)
+        try:
+            self._runner = fastpath.OnnxRunner(
+                self.model, self.preprocessing.input_size, weights_key=key, variant=variant, calibration=calib
+            )
+        except fastpath.FastPathUnavailable as exc:
+            _log.warning("fast path unavailable, using PyTorch: %s", exc)
+            return
+        self.backend = f"onnxruntime-{variant}"
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto") -> Predictor:
-        """Load a checkpoint written by `save_checkpoint` (validated; never unpickled)."""
+    def from_checkpoint(
+        cls, path: str | os.PathLike[str], device: str = "auto", fast: str | None = None
+    ) -> Predictor:
+        """Load a checkpoint written by `save_checkpoint` (validated; never unpickled).
+
+        ``fast`` selects the CPU fast path (see the class docstring).
+        """
         loaded = load_checkpoint(path)
         meta = dict(loaded.metadata)
         meta["path"] = str(path)
@@ -135,6 +183,7 @@ class Predictor:
             thresholds=loaded.thresholds,
             device=device,
             metadata=meta,
+            fast=fast,
         )
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
@@ -144,6 +193,9 @@ class Predictor:
     @torch.inference_mode()
     def predict_tensor(self, batch: torch.Tensor) -> list[Prediction]:
         """Run on an already preprocessed batch (B, C, S, S)."""
+        if self._runner is not None:
+            probs, att, sal = self._runner.run(batch)
+            return [Prediction(self.class_names, probs[i], att[i], sal[i], self.thresholds) for i in range(len(probs))]
         x = batch.to(self.device, non_blocking=True)
         if self.device.startswith("cuda"):
             x = x.contiguous(memory_format=torch.channels_last)
