@@ -2,7 +2,8 @@
 
 One step = forward + BCE loss + backward + SGD update (momentum 0.9, weight decay 1e-4) on a fixed
 random batch, so only the network is measured (no data loading). Reports the median over ``--steps``
-timed steps after ``--warmup`` untimed ones (variants interleaved step by step), and each variant's speed relative to the baseline.
+timed steps after ``--warmup`` untimed ones (variants interleaved step by step), and each variant's
+speed relative to the baseline.
 
 Usage: python -m benchmarks.train_speed [--backbone resnet18] [--input-size 128] [--batch-size 32]
        [--steps 7] [--threads 2] [--modes full no_category no_residual no_attention] [--attention att1]
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     x = torch.randn(args.batch_size, 3, args.input_size, args.input_size, device=dev)
     y = (torch.rand(args.batch_size, 14, device=dev) < 0.2).float()
-    steppers = {mode: _Stepper(build_model(args.backbone, args.attention, mode).to(dev), x, y) for mode in args.modes}
+    steppers = {
+        mode: _Stepper(build_model(args.backbone, args.attention, mode).to(dev), x, y) for mode in args.modes
+    }
     # Interleave the variants step by step so that load changes on a shared machine hit all of them alike.
     for i in range(args.warmup + args.steps):
         for st in steppers.values():
@@ -77,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         f"training speed, {args.backbone} {args.attention}, batch {args.batch_size}, {args.input_size} px, "
         f"{dev.type}, {torch.get_num_threads()} threads, median of {args.steps} steps\n\n"
     )
-    out.write("| mode | s/step (median) | min-max | images/s | relative to no_attention |\n|---|---|---|---|---|\n")
+    out.write(
+        "| mode | s/step (median) | min-max | images/s | relative to no_attention |\n|---|---|---|---|---|\n"
+    )
     for mode, (med, ips, lo, hi) in results.items():
         rel = f"{ips / (args.batch_size / base[0]):.3f}" if base else "n/a"
         out.write(f"| {mode} | {med:.3f} | {lo:.3f}-{hi:.3f} | {ips:.1f} | {rel} |\n")

@@ -72,7 +72,11 @@ def barrier(info: DistInfo) -> None:
 def _comm_device() -> torch.device:
     import torch.distributed as dist
 
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if dist.get_backend() == "nccl"
+        else torch.device("cpu")
+    )
 
 
 def all_gather_array(array: np.ndarray, info: DistInfo) -> list[np.ndarray]:

@@ -41,12 +41,18 @@ from cral_model.data import (
     ImageDataset,
     LabeledImages,
     TrainPreset,
-    index_images,
     load_csv_dataset,
     load_nih_split,
     patient_split,
 )
-from cral_model.distributed import DistInfo, all_gather_array, all_reduce_mean, barrier, cleanup, init_distributed
+from cral_model.distributed import (
+    DistInfo,
+    all_gather_array,
+    all_reduce_mean,
+    barrier,
+    cleanup,
+    init_distributed,
+)
 from cral_model.labels import CLASS_NAMES
 from cral_model.metrics import mean_auc, per_class_auc, youden_thresholds
 from cral_model.train_config import TrainConfig
@@ -427,7 +433,7 @@ def _rng_state() -> dict[str, Any]:
     py_state = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
         "numpy": {
             "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
             "pos": int(np_state[2]),
@@ -616,7 +622,9 @@ def _fit(
         )
     pre = cfg.preprocess_config()
     cache = _auto_cache(splits.train, cfg.cache_images)
-    train_ds = ImageDataset(splits.train, TrainPreset(pre, scale=cfg.crop_scale, hflip=cfg.hflip), cache=cache)
+    train_ds = ImageDataset(
+        splits.train, TrainPreset(pre, scale=cfg.crop_scale, hflip=cfg.hflip), cache=cache
+    )
     train_sampler = EpochSampler(
         len(train_ds), shuffle=True, seed=cfg.seed, num_replicas=info.world_size, rank=info.rank
     )
@@ -702,7 +710,7 @@ def _fit(
             description=f"epoch {epoch + 1}/{cfg.epochs}",
             on_step=(lambda step, e=epoch: on_step(e, step)) if on_step is not None else None,
         )
-        loss, = all_reduce_mean([stats["loss"]], info)
+        (loss,) = all_reduce_mean([stats["loss"]], info)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -716,7 +724,11 @@ def _fit(
                 model, val_loader, len(splits.val), precision=precision, info=info, progress=False
             )
             record.update(
-                {"val_loss": result.loss, "val_mean_auc": result.mean_auc, "val_per_class_auc": result.per_class_auc}
+                {
+                    "val_loss": result.loss,
+                    "val_mean_auc": result.mean_auc,
+                    "val_per_class_auc": result.per_class_auc,
+                }
             )
         score = result.mean_auc if result is not None else float(epoch)
         improved = not math.isnan(score) and score > best_auc

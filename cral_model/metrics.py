@@ -96,7 +96,8 @@ def per_class_auc(
     undefined = [n for n, v in out.items() if math.isnan(v)]
     if undefined and warn:
         warnings.warn(
-            f"ROC AUC undefined (only one label value) for {undefined}; reported as NaN and skipped in the mean",
+            f"ROC AUC undefined (only one label value) for {undefined}; "
+            "reported as NaN and skipped in the mean",
             UndefinedAUCWarning,
             stacklevel=2,
         )
@@ -153,7 +154,10 @@ def youden_thresholds(probs: np.ndarray, targets: np.ndarray, *, default: float 
 
 
 def sensitivity_specificity(
-    probs: np.ndarray, targets: np.ndarray, thresholds: Sequence[float], class_names: Sequence[str] = CLASS_NAMES
+    probs: np.ndarray,
+    targets: np.ndarray,
+    thresholds: Sequence[float],
+    class_names: Sequence[str] = CLASS_NAMES,
 ) -> dict[str, dict[str, float]]:
     """Sensitivity and specificity of each class at ``p >= threshold``.
 
@@ -194,7 +198,8 @@ def bootstrap_auc_ci(
     classes defined in it (as the point estimate does).
 
     Returns:
-        ``{"level", "n_resamples", "seed", "per_class": name -> [lo, hi] or None, "mean_auc": [lo, hi] or None}``.
+        ``{"level", "n_resamples", "seed", "per_class": name -> [lo, hi] or None,
+        "mean_auc": [lo, hi] or None}``.
     """
     p, t = _check(probs, targets)
     n, k = p.shape
@@ -253,22 +258,26 @@ class AUCMetric:
 
 # --------------------------------------------------------------------------------- the paper's numbers
 
-_T1_CLASSES = CLASS_NAMES
-#: Table 1 (official split, test AUC) keyed by ``(backbone, attention)``; values in `CLASS_NAMES` order + mean.
+#: Table 1 (official split, test AUC) by ``(backbone, attention)``: class name (and "mean") -> AUC.
 PAPER_TABLE1: dict[tuple[str, str], dict[str, float]] = {
-    key: {**dict(zip(_T1_CLASSES, vals[:14])), "mean": vals[14]}
+    key: {**dict(zip(CLASS_NAMES, vals[:14], strict=True)), "mean": vals[14]}
     for key, vals in {
-        ("resnet50", "att1"): (.779, .879, .824, .694, .831, .766, .726, .858, .758, .850, .909, .832, .778, .906, .814),
-        ("resnet50", "att2"): (.777, .875, .826, .695, .825, .765, .720, .852, .751, .848, .905, .819, .777, .908, .810),
-        ("densenet121", "att1"): (.781, .883, .831, .697, .830, .764, .725, .866, .758, .853, .911, .826, .780, .918, .816),
-        ("densenet121", "att2"): (.781, .880, .829, .702, .834, .773, .729, .857, .754, .850, .908, .830, .778, .917, .816),
+        ("resnet50", "att1"):
+            (.779, .879, .824, .694, .831, .766, .726, .858, .758, .850, .909, .832, .778, .906, .814),
+        ("resnet50", "att2"):
+            (.777, .875, .826, .695, .825, .765, .720, .852, .751, .848, .905, .819, .777, .908, .810),
+        ("densenet121", "att1"):
+            (.781, .883, .831, .697, .830, .764, .725, .866, .758, .853, .911, .826, .780, .918, .816),
+        ("densenet121", "att2"):
+            (.781, .880, .829, .702, .834, .773, .729, .857, .754, .850, .908, .830, .778, .917, .816),
     }.items()
 }  # fmt: skip
 
-#: Table 2 ablation means keyed by ``(backbone, attention)`` -> mode -> mean AUC.
+_MODES = ("full", "no_category", "no_residual", "no_attention")
+#: Table 2 ablation means by ``(backbone, attention)``: mode -> mean AUC.
 PAPER_TABLE2: dict[tuple[str, str], dict[str, float]] = {
-    ("resnet50", "att1"): {"full": .8136, "no_category": .8114, "no_residual": .8069, "no_attention": .8034},
-    ("resnet50", "att2"): {"full": .8102, "no_category": .8093, "no_residual": .8052, "no_attention": .8034},
-    ("densenet121", "att1"): {"full": .8157, "no_category": .8135, "no_residual": .8069, "no_attention": .8056},
-    ("densenet121", "att2"): {"full": .8157, "no_category": .8136, "no_residual": .8073, "no_attention": .8056},
-}  # fmt: skip
+    ("resnet50", "att1"): dict(zip(_MODES, (0.8136, 0.8114, 0.8069, 0.8034), strict=True)),
+    ("resnet50", "att2"): dict(zip(_MODES, (0.8102, 0.8093, 0.8052, 0.8034), strict=True)),
+    ("densenet121", "att1"): dict(zip(_MODES, (0.8157, 0.8135, 0.8069, 0.8056), strict=True)),
+    ("densenet121", "att2"): dict(zip(_MODES, (0.8157, 0.8136, 0.8073, 0.8056), strict=True)),
+}

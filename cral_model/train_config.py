@@ -126,7 +126,9 @@ class TrainConfig:
         )
 
     def preprocess_config(self) -> PreprocessConfig:
-        return PreprocessConfig(input_size=self.input_size, resize=self.resolved_resize, base_size=self.base_size)
+        return PreprocessConfig(
+            input_size=self.input_size, resize=self.resolved_resize, base_size=self.base_size
+        )
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based ``epoch``: ``lr * lr_gamma ** #(steps <= epoch)``."""

@@ -1,1 +1,1 @@
-"""Command-line entry points: ``cral-train``, ``cral-eval``, ``cral-ablation`` (each ``main(argv=None) -> int``)."""
+"""Command-line entry points ``cral-train``, ``cral-eval``, ``cral-ablation``: ``main(argv=None) -> int``."""

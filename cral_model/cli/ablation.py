@@ -9,7 +9,8 @@ resumes an interrupted one.
 
 Example (ResNet-50, att1, official test list)::
 
-    cral-ablation --data-root /data/ChestX-ray14 --output runs/table2_r50_att1 --backbone resnet50 --attention att1
+    cral-ablation --data-root /data/ChestX-ray14 --output runs/table2_r50_att1 \\
+        --backbone resnet50 --attention att1
 """
 
 from __future__ import annotations
@@ -66,7 +67,12 @@ def format_table(rows: list[dict[str, Any]], backbone: str, attention: str, spli
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ci = r.get("ci95")
-        cells = [_LABELS[r["mode"]], _fmt(r["mean_auc"]), "" if not ci else f"{ci[0]:.4f}-{ci[1]:.4f}", str(r["n_images"])]
+        cells = [
+            _LABELS[r["mode"]],
+            _fmt(r["mean_auc"]),
+            "" if not ci else f"{ci[0]:.4f}-{ci[1]:.4f}",
+            str(r["n_images"]),
+        ]
         if paper:
             ref = paper[r["mode"]]
             diff = "" if r["mean_auc"] is None else f"{r['mean_auc'] - ref:+.4f}"
@@ -153,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = format_table(rows, cfg.backbone, cfg.attention, split)
     (root / "ablation.md").write_text(table, encoding="utf-8")
     (root / "ablation.json").write_text(
-        json.dumps({"backbone": cfg.backbone, "attention": cfg.attention, "split": split, "rows": rows}, indent=2)
+        json.dumps(
+            {"backbone": cfg.backbone, "attention": cfg.attention, "split": split, "rows": rows}, indent=2
+        )
         + "\n",
         encoding="utf-8",
     )

@@ -43,19 +43,31 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by cral-train")
     p.add_argument("--data-root", help="NIH ChestX-ray14 root (images anywhere below it)")
-    p.add_argument("--labels-dir", help="folder with the NIH label files (default: searched below --data-root)")
-    p.add_argument("--split", choices=("test", "val"), default="test", help="official test list or validation split")
+    p.add_argument(
+        "--labels-dir", help="folder with the NIH label files (default: searched below --data-root)"
+    )
+    p.add_argument(
+        "--split", choices=("test", "val"), default="test", help="official test list or validation split"
+    )
     p.add_argument("--csv", help="evaluate the images of this CSV (plain CSV format) instead of an NIH split")
-    p.add_argument("--output", required=True, help="folder for metrics.json, predictions.csv, roc.png, table.md")
-    p.add_argument("--allow-missing", action=argparse.BooleanOptionalAction, default=False,
-                   help="evaluate the images present instead of refusing a partial copy")
+    p.add_argument(
+        "--output", required=True, help="folder for metrics.json, predictions.csv, roc.png, table.md"
+    )
+    p.add_argument(
+        "--allow-missing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="evaluate the images present instead of refusing a partial copy",
+    )
     p.add_argument("--val-fraction", type=float, help="validation split fraction [from the checkpoint]")
     p.add_argument("--split-seed", type=int, help="validation split seed [from the checkpoint]")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)")
+    p.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)"
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     return p
@@ -95,7 +107,9 @@ def load_eval_images(
         frac = val_fraction if val_fraction is not None else stored.get("val_fraction")
         seed = split_seed if split_seed is not None else stored.get("split_seed")
         if frac is None or seed is None:
-            raise ValueError("the checkpoint does not record its validation split; pass --val-fraction and --split-seed")
+            raise ValueError(
+                "the checkpoint does not record its validation split; pass --val-fraction and --split-seed"
+            )
         if stored.get("format") == "csv":
             raise ValueError("this model was trained on CSV data; evaluate its validation images with --csv")
         full = load_nih_split(data_root, "train_val", labels_dir=labels_dir, allow_missing=allow_missing)
@@ -104,7 +118,8 @@ def load_eval_images(
         info.update({"val_fraction": frac, "split_seed": seed})
         if stored.get("n_val") not in (None, len(images)):
             _log.warning(
-                "validation split has %d images but training used %d: different data root or --allow-missing?",
+                "validation split has %d images but training used %d: "
+                "different data root or --allow-missing?",
                 len(images),
                 stored["n_val"],
             )
@@ -160,15 +175,19 @@ def write_table(
         )
     else:
         lines.append(
-            "Paper: Guan & Huang, Pattern Recognition Letters 2018, Table 1 (official test list, 25,596 images)."
+            "Paper: Guan & Huang, Pattern Recognition Letters 2018, Table 1 "
+            "(official test list, 25,596 images)."
         )
     undefined = [n for n in class_names if metrics["per_class_auc"][n] is None]
     if undefined:
-        lines.append(f"n/a: no positive or no negative image in this set for {', '.join(undefined)}; "
-                     "the mean averages the other classes.")
+        lines.append(
+            f"n/a: no positive or no negative image in this set for {', '.join(undefined)}; "
+            "the mean averages the other classes."
+        )
     if metrics["evaluated"].get("n_missing"):
         lines.append(
-            f"{metrics['evaluated']['n_missing']} images named by the source list were not found below the data "
+            f"{metrics['evaluated']['n_missing']} images named by the source list were not found below "
+            "the data "
             "root (--allow-missing); only the images present were evaluated."
         )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -284,7 +303,11 @@ def evaluate_checkpoint(
     undefined = [n for n, v in aucs.items() if math.isnan(v)]
     if undefined:
         _log.warning("AUC undefined (one label value only) for %s: reported as null", undefined)
-    ci = bootstrap_auc_ci(probs, targets, class_names, n_resamples=bootstrap, seed=seed) if bootstrap > 0 else None
+    ci = (
+        bootstrap_auc_ci(probs, targets, class_names, n_resamples=bootstrap, seed=seed)
+        if bootstrap > 0
+        else None
+    )
     ops = sensitivity_specificity(probs, targets, thresholds, class_names)
     model_cfg = dict(meta["model"])
 
@@ -377,7 +400,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sys.stdout.write(Path(args.output, "table.md").read_text(encoding="utf-8"))
     mean = metrics["mean_auc"]
-    _log.info("mean AUC %s over %d images -> %s", "n/a" if mean is None else f"{mean:.4f}", metrics["n_images"], args.output)
+    _log.info(
+        "mean AUC %s over %d images -> %s",
+        "n/a" if mean is None else f"{mean:.4f}",
+        metrics["n_images"],
+        args.output,
+    )
     return 0
 
 

@@ -2,11 +2,13 @@
 
 Examples::
 
-    # Table 1, ResNet-50 att1, on the full NIH download (one GPU, or: torchrun --nproc_per_node=8 -m cral_model.cli.train ...)
+    # Table 1, ResNet-50 att1, on the full NIH download (one GPU; for eight:
+    # torchrun --nproc_per_node=8 -m cral_model.cli.train ...)
     cral-train --data-root /data/ChestX-ray14 --output runs/r50_att1 --backbone resnet50 --attention att1
 
     # the 690-image, 64 px subset in ../shared/data, CPU
-    cral-train --data-root ../shared/data/chestxray14-nih1000-64px --labels-dir ../shared/data/chestxray14-labels \\
+    cral-train --data-root ../shared/data/chestxray14-nih1000-64px \\
+        --labels-dir ../shared/data/chestxray14-labels \\
         --allow-missing --output runs/demo --backbone resnet18 --input-size 128 --pretrained none
 
 Precedence of settings: the paper's defaults < ``--config FILE.yaml`` < flags. With ``--resume`` the
@@ -48,11 +50,19 @@ def get_parser() -> argparse.ArgumentParser:
         help="folder with Data_Entry_2017[_v2020].csv[.gz], train_val_list.txt, test_list.txt "
         "(default: searched below --data-root)",
     )
-    d.add_argument("--train-csv", help="own data: CSV with a path column and 14 class columns or 'Finding Labels'")
-    d.add_argument("--val-csv", help="own data: validation CSV (default: split --val-fraction off --train-csv)")
-    d.add_argument("--val-fraction", type=float, help="fraction of train_val patients held out for validation [0.1]")
+    d.add_argument(
+        "--train-csv", help="own data: CSV with a path column and 14 class columns or 'Finding Labels'"
+    )
+    d.add_argument(
+        "--val-csv", help="own data: validation CSV (default: split --val-fraction off --train-csv)"
+    )
+    d.add_argument(
+        "--val-fraction", type=float, help="fraction of train_val patients held out for validation [0.1]"
+    )
     d.add_argument("--split-seed", type=int, help="seed of the patient split [0]")
-    d.add_argument("--allow-missing", action=_BOOL, help="use the images present instead of refusing a partial copy")
+    d.add_argument(
+        "--allow-missing", action=_BOOL, help="use the images present instead of refusing a partial copy"
+    )
     d.add_argument("--max-train-images", type=int, help="train on a seeded random subset of this many images")
     d.add_argument("--cache-images", action=_BOOL, help="keep decoded images in memory [auto: when < 2 GiB]")
     m = p.add_argument_group("model")
@@ -64,8 +74,12 @@ def get_parser() -> argparse.ArgumentParser:
     a = p.add_argument_group("preprocessing and augmentation")
     a.add_argument("--input-size", type=int, help="network input side [224]")
     a.add_argument("--resize", type=int, help="resize side before cropping [input-size * 256/224]")
-    a.add_argument("--base-size", type=int, help="first resize images to this side (low-resolution training data)")
-    a.add_argument("--crop-scale", type=float, nargs=2, metavar=("LO", "HI"), help="random resized crop area [0.08 1]")
+    a.add_argument(
+        "--base-size", type=int, help="first resize images to this side (low-resolution training data)"
+    )
+    a.add_argument(
+        "--crop-scale", type=float, nargs=2, metavar=("LO", "HI"), help="random resized crop area [0.08 1]"
+    )
     a.add_argument("--hflip", action=_BOOL, help="random horizontal flip [on]")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help="[30]")
@@ -78,13 +92,17 @@ def get_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("runtime")
     r.add_argument("--output", help="run folder (config.yaml, last.pt, best.safetensors, log.jsonl)")
     r.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
-    r.add_argument("--resume", nargs="?", const="auto", help="continue from OUTPUT/last.pt (or the given file)")
+    r.add_argument(
+        "--resume", nargs="?", const="auto", help="continue from OUTPUT/last.pt (or the given file)"
+    )
     r.add_argument("--workers", type=int, help="DataLoader worker processes per rank [4]")
     r.add_argument("--seed", type=int, help="[0]")
     r.add_argument("--device", help="auto, cpu, cuda or cuda:N [auto]")
     r.add_argument("--amp", action=_BOOL, help="CUDA automatic mixed precision [on]")
     r.add_argument("--channels-last", action=_BOOL, help="CUDA channels-last memory format [on]")
-    r.add_argument("--deterministic", action=_BOOL, help="deterministic algorithms [on for CPU, off for CUDA]")
+    r.add_argument(
+        "--deterministic", action=_BOOL, help="deterministic algorithms [on for CPU, off for CUDA]"
+    )
     r.add_argument("--threads", type=int, help="torch CPU threads [torch default]")
     r.add_argument("--freeze-bn", action=_BOOL, help="batch norm keeps its running statistics [off]")
     r.add_argument("--eval-batch-size", type=int, help="validation batch per rank [batch-size per rank]")

@@ -115,7 +115,7 @@ class LabeledImages:
     def positives(self) -> dict[str, int]:
         """Number of positive images per class."""
         counts = self.labels.sum(axis=0).astype(int)
-        return {name: int(c) for name, c in zip(CLASS_NAMES, counts)}
+        return {name: int(c) for name, c in zip(CLASS_NAMES, counts, strict=True)}
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -137,14 +137,16 @@ def parse_finding_labels(text: str) -> np.ndarray:
         try:
             vec[_CLASS_INDEX[token.lower()]] = 1.0
         except KeyError:
-            raise ValueError(f"unknown finding {token!r} in {text!r}; expected one of {CLASS_NAMES}") from None
+            raise ValueError(
+                f"unknown finding {token!r} in {text!r}; expected one of {CLASS_NAMES}"
+            ) from None
     return vec
 
 
 def _open_text(path: Path) -> io.TextIOBase:
     if path.name.endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - returned to the caller
+    return open(path, encoding="utf-8", newline="")
 
 
 def read_data_entry(path: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, str]]:
@@ -179,7 +181,7 @@ def read_name_list(path: str | os.PathLike[str]) -> list[str]:
 
 
 def _walk_files(root: Path) -> Iterable[tuple[str, str]]:
-    """Yield ``(name, path)`` for every file below ``root`` (sorted traversal, symlinked dirs followed once)."""
+    """Yield ``(name, path)`` of every file below ``root`` (sorted traversal; symlinked dirs once)."""
     stack = [str(root)]
     seen: set[str] = set()
     while stack:
@@ -358,11 +360,15 @@ def load_csv_dataset(
         rows = list(reader)
     path_col = next((c for c in ("path", "image", "Image Index", "filename") if c in fields), None)
     if path_col is None:
-        raise ValueError(f"{csv_path}: no path column (one of path, image, Image Index, filename) in {fields}")
+        raise ValueError(
+            f"{csv_path}: no path column (one of path, image, Image Index, filename) in {fields}"
+        )
     has_classes = all(c in fields for c in CLASS_NAMES)
     if not has_classes and "Finding Labels" not in fields:
         missing_cols = [c for c in CLASS_NAMES if c not in fields]
-        raise ValueError(f"{csv_path}: needs a 'Finding Labels' column or all class columns (missing {missing_cols})")
+        raise ValueError(
+            f"{csv_path}: needs a 'Finding Labels' column or all class columns (missing {missing_cols})"
+        )
     patient_col = next((c for c in ("Patient ID", "patient", "patient_id") if c in fields), None)
 
     index: dict[str, str] | None = None
@@ -395,7 +401,7 @@ def load_csv_dataset(
         label_rows.append(vec)
         patients.append(row[patient_col].strip() if patient_col else f"row{i}")
         resolved.append(path)
-    index_for_check = {n: p for n, p in zip(names, resolved) if p is not None}
+    index_for_check = {n: p for n, p in zip(names, resolved, strict=True) if p is not None}
     present, paths, missing = _resolve_present(
         names,
         index_for_check,

@@ -9,9 +9,7 @@ import numpy as np
 __all__ = ["patient_split"]
 
 
-def patient_split(
-    patients: Sequence[str], val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def patient_split(patients: Sequence[str], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split image indices into train and validation so that no patient is in both.
 
     The unique patient ids are sorted, shuffled with ``numpy.random.default_rng(seed)`` and the first

@@ -69,14 +69,13 @@ def make_synthetic_nih(
                 r, q = divmod(int(c), 4)
                 img[r * cell + 1 : (r + 1) * cell - 1, q * cell + 1 : (q + 1) * cell - 1] += 150
             img8 = np.clip(img, 0, 255).astype(np.uint8)
-            if nested:
-                folder = root / f"images_{1 + n_images % 2:03d}" / "images"
-            else:
-                folder = root / "images"
+            folder = root / f"images_{1 + n_images % 2:03d}" / "images" if nested else root / "images"
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img8).save(folder / name)
             findings = "|".join(CLASS_NAMES[c] for c in np.flatnonzero(labels)) or "No Finding"
-            rows.append([name, findings, follow, pid, 40 + pid % 30, "MF"[pid % 2], "PA", size, size, 0.143, 0.143])
+            rows.append(
+                [name, findings, follow, pid, 40 + pid % 30, "MF"[pid % 2], "PA", size, size, 0.143, 0.143]
+            )
             split["test" if pid <= test_patients else "train_val"].append(name)
             n_images += 1
     header = [
@@ -84,10 +83,11 @@ def make_synthetic_nih(
         "View Position", "OriginalImage[Width", "Height]", "OriginalImagePixelSpacing[x", "y]",
     ]  # fmt: skip
     table = root / (table_name + (".gz" if gzip_table else ""))
-    opener = (lambda p: gzip.open(p, "wt", encoding="utf-8", newline="")) if gzip_table else (
-        lambda p: open(p, "w", encoding="utf-8", newline="")
-    )
-    with opener(table) as fh:
+    with (
+        gzip.open(table, "wt", encoding="utf-8", newline="")
+        if gzip_table
+        else open(table, "w", encoding="utf-8", newline="")
+    ) as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)

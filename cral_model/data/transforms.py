@@ -35,7 +35,9 @@ class TrainPreset:
     Randomness comes from torch's global generator, which `ImageDataset` seeds per sample.
     """
 
-    def __init__(self, cfg: PreprocessConfig, *, scale: tuple[float, float] = (0.08, 1.0), hflip: bool = True):
+    def __init__(
+        self, cfg: PreprocessConfig, *, scale: tuple[float, float] = (0.08, 1.0), hflip: bool = True
+    ):
         self.cfg = cfg
         self._t = train_transform(cfg, scale=tuple(scale), hflip=hflip)
 

@@ -14,7 +14,9 @@ from cral_model.data import make_synthetic_nih
 
 def test_ablation_runs_all_modes_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "nih"
-    make_synthetic_nih(root, n_patients=10, images_per_patient=2, test_patients=3, size=32, seed=5, p_positive=0.3)
+    make_synthetic_nih(
+        root, n_patients=10, images_per_patient=2, test_patients=3, size=32, seed=5, p_positive=0.3
+    )
     argv = [
         "--output", str(tmp_path / "abl"), "--bootstrap", "20",
         "--data-root", str(root), "--backbone", "resnet18", "--input-size", "32", "--resize", "32",

@@ -55,7 +55,7 @@ def test_real_labels_match_data_entry(shared_data: Path) -> None:
     labels_dir = shared_data / "chestxray14-labels"
     images_root = shared_data / "chestxray14-nih1000-64px"
     ds = load_nih_split(images_root, "train_val", labels_dir=labels_dir, allow_missing=True)
-    by_name = dict(zip(ds.names, range(len(ds))))
+    by_name = dict(zip(ds.names, range(len(ds)), strict=True))
     # Known rows of Data_Entry_2017 (patient 1's three images).
     expected = {
         "00000001_000.png": ({"Cardiomegaly"}, "1"),
@@ -146,7 +146,7 @@ def test_missing_images_refused_then_allowed(synth) -> None:
 
 
 def test_csv_formats(tmp_path: Path, synth) -> None:
-    root, split = synth
+    root, _ = synth
     ref = load_nih_split(root, "train_val")
     # Format 1: path + 14 class columns, paths relative to the CSV.
     rel = [Path(p).relative_to(root).as_posix() for p in ref.paths]
@@ -154,7 +154,7 @@ def test_csv_formats(tmp_path: Path, synth) -> None:
     with open(f1, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", *CLASS_NAMES, "Patient ID"])
-        for r, lab, pid in zip(rel, ref.labels, ref.patients):
+        for r, lab, pid in zip(rel, ref.labels, ref.patients, strict=True):
             w.writerow([r, *lab.astype(int).tolist(), pid])
     a = load_csv_dataset(f1)
     np.testing.assert_array_equal(a.labels, ref.labels)
@@ -164,7 +164,7 @@ def test_csv_formats(tmp_path: Path, synth) -> None:
     with open(f2, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["image", "Finding Labels"])
-        for name, lab in zip(ref.names, ref.labels):
+        for name, lab in zip(ref.names, ref.labels, strict=True):
             w.writerow([name, "|".join(CLASS_NAMES[k] for k in np.flatnonzero(lab)) or "No Finding"])
         w.writerow(["nothere.png", "Hernia"])
     with pytest.raises(MissingImagesError):
@@ -189,7 +189,7 @@ def test_patient_split_disjoint_seeded_order_free() -> None:
     assert sorted(np.concatenate([tr, va]).tolist()) == list(range(400))
     n_pat = len(set(patients))
     assert len({patients[i] for i in va}) == round(0.2 * n_pat)
-    tr2, va2 = patient_split(patients, 0.2, seed=3)
+    _, va2 = patient_split(patients, 0.2, seed=3)
     np.testing.assert_array_equal(va, va2)
     assert not np.array_equal(va, patient_split(patients, 0.2, seed=4)[1])
     # The chosen patients do not depend on the order of the images.

@@ -68,7 +68,7 @@ def test_two_gloo_ranks_match_one_process_frozen_bn(root: Path, tmp_path: Path) 
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-4, msg=k)
     la, lb = _log(tmp_path / "one"), _log(tmp_path / "two")
-    for ra, rb in zip(la, lb):
+    for ra, rb in zip(la, lb, strict=True):
         assert rb["train_loss"] == pytest.approx(ra["train_loss"], abs=1e-5)
         assert rb["val_mean_auc"] == pytest.approx(ra["val_mean_auc"], abs=1e-6)
         assert rb["val_loss"] == pytest.approx(ra["val_loss"], abs=1e-5)
@@ -79,10 +79,12 @@ def test_two_gloo_ranks_match_one_process_frozen_bn(root: Path, tmp_path: Path) 
 def test_two_gloo_ranks_close_to_one_process_with_batchnorm(root: Path, tmp_path: Path) -> None:
     # One step per epoch of 12 images (6 per rank): no tiny last batch for batch norm to choke on.
     _single(root, tmp_path / "one", batch_size=12, epochs=3, input_size=64, resize=64)
-    _torchrun(root, tmp_path / "two", "--batch-size", "12", "--epochs", "3", "--input-size", "64", "--resize", "64")
+    _torchrun(
+        root, tmp_path / "two", "--batch-size", "12", "--epochs", "3", "--input-size", "64", "--resize", "64"
+    )
     la, lb = _log(tmp_path / "one"), _log(tmp_path / "two")
     assert len(la) == len(lb) == 3
-    for ra, rb in zip(la, lb):
+    for ra, rb in zip(la, lb, strict=True):
         assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=0.05)
         assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=0.05)
     assert lb[-1]["train_loss"] < lb[0]["train_loss"]

@@ -18,7 +18,9 @@ from cral_model.labels import CLASS_NAMES
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     r = tmp_path_factory.mktemp("evaldata") / "nih"
-    make_synthetic_nih(r, n_patients=14, images_per_patient=2, test_patients=5, size=32, seed=4, p_positive=0.3)
+    make_synthetic_nih(
+        r, n_patients=14, images_per_patient=2, test_patients=5, size=32, seed=4, p_positive=0.3
+    )
     return r
 
 
@@ -37,8 +39,21 @@ def trained(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run_eval(ckpt: Path, root: Path, out: Path, *extra: str) -> dict:
-    argv = [str(ckpt), "--data-root", str(root), "--output", str(out), "--workers", "0", "--threads", "1",
-            "--bootstrap", "50", "--no-progress", *extra]
+    argv = [
+        str(ckpt),
+        "--data-root",
+        str(root),
+        "--output",
+        str(out),
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--bootstrap",
+        "50",
+        "--no-progress",
+        *extra,
+    ]
     assert eval_main(argv) == 0
     return json.loads((out / "metrics.json").read_text())
 
@@ -64,7 +79,11 @@ def test_eval_outputs(trained: Path, root: Path, tmp_path: Path) -> None:
     # predictions.csv: columns and values that reproduce the AUCs
     with open(tmp_path / "predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["image", *(f"prob_{n}" for n in CLASS_NAMES), *(f"true_{n}" for n in CLASS_NAMES)]
+    assert list(rows[0]) == [
+        "image",
+        *(f"prob_{n}" for n in CLASS_NAMES),
+        *(f"true_{n}" for n in CLASS_NAMES),
+    ]
     assert [r["image"] for r in rows] == list(test.names)
     from sklearn.metrics import roc_auc_score
 
@@ -104,7 +123,9 @@ def test_table_has_paper_row_and_missing_refused(root: Path, tmp_path: Path) -> 
 
     torch.manual_seed(0)
     model = build_model("resnet50", "att1", "full")
-    ckpt = save_checkpoint(model, tmp_path / "r50.safetensors", preprocessing=PreprocessConfig(input_size=32, resize=32))
+    ckpt = save_checkpoint(
+        model, tmp_path / "r50.safetensors", preprocessing=PreprocessConfig(input_size=32, resize=32)
+    )
     _run_eval(ckpt, root, tmp_path / "e", "--bootstrap", "0")
     table = (tmp_path / "e" / "table.md").read_text()
     assert "paper (CRAL att1, R-50)" in table

@@ -74,7 +74,7 @@ def test_per_class_and_roc_curve_equal_sklearn() -> None:
     assert list(aucs) == list(CLASS_NAMES)
     for k, name in enumerate(CLASS_NAMES):
         assert aucs[name] == pytest.approx(roc_auc_score(targets[:, k], probs[:, k]), abs=1e-12)
-        fpr, tpr, thr = roc_curve(probs[:, k], targets[:, k])
+        fpr, tpr, _ = roc_curve(probs[:, k], targets[:, k])
         sk_fpr, sk_tpr, _ = sk_roc_curve(targets[:, k], probs[:, k], drop_intermediate=False)
         np.testing.assert_allclose(fpr, sk_fpr)
         np.testing.assert_allclose(tpr, sk_tpr)
@@ -90,6 +90,7 @@ def test_youden_threshold_is_the_brute_force_optimum() -> None:
     thr = youden_thresholds(probs, targets)
     assert thr[2] == 0.5
     for k in range(2):
+
         def j(t: float, k: int = k) -> float:
             ops = sensitivity_specificity(probs[:, [k]], targets[:, [k]], [t], ["c"])["c"]
             return ops["sensitivity"] + ops["specificity"] - 1

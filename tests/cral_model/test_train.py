@@ -52,7 +52,17 @@ def test_cli_outputs_and_config_precedence(synth_root: Path, tmp_path: Path) -> 
     out = tmp_path / "run"
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(yaml.safe_dump({"epochs": 5, "lr": 0.02, "attention": "att1", "weight-decay": 0.0}))
-    argv = ["--data-root", str(synth_root), "--output", str(out), "--config", str(cfg_file), *TINY, "--epochs", "2"]
+    argv = [
+        "--data-root",
+        str(synth_root),
+        "--output",
+        str(out),
+        "--config",
+        str(cfg_file),
+        *TINY,
+        "--epochs",
+        "2",
+    ]
     assert train_main(argv) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["epochs"] == 2  # flag beats YAML
@@ -82,7 +92,9 @@ def test_cli_outputs_and_config_precedence(synth_root: Path, tmp_path: Path) -> 
     assert "date" in prov
     assert "val_mean_auc" in meta["metrics"]
     assert meta["metrics"]["epoch"] in (1, 2)
-    pred = Predictor.from_checkpoint(out / "best.safetensors", device="cpu").predict(np.zeros((40, 40), np.uint8))
+    pred = Predictor.from_checkpoint(out / "best.safetensors", device="cpu").predict(
+        np.zeros((40, 40), np.uint8)
+    )
     assert pred.probabilities.shape == (14,)
 
     assert train_main(["--print-config", "--backbone", "densenet121"]) == 0
@@ -163,7 +175,7 @@ def test_resume_after_interruption_equals_uninterrupted(synth_root: Path, tmp_pa
     a, b = load_train_state(full / "last.pt"), load_train_state(part / "last.pt")
     assert a["epoch"] == b["epoch"] == 3
     _assert_same_weights(a["model"], b["model"])
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
         assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
     assert a["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.001)  # lr divided by 10 after epoch 2
     ha = [{k: v for k, v in r.items() if "seconds" not in k and "per_s" not in k} for r in a["history"]]
