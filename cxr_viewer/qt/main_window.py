@@ -174,7 +174,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 0)
-        self.worklist.setMinimumWidth(330)
+        self.worklist.setMinimumWidth(350)
         self.findings_panel.setMinimumWidth(300)
         self.splitter.setSizes([360, 760, 300])
         self.setCentralWidget(self.splitter)
