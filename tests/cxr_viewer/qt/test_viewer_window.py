@@ -309,3 +309,34 @@ def test_geometry_is_remembered(qtbot, make_window, settings) -> None:
     assert not settings.value("geometry").isEmpty()
     again = make_window(model_path=None, size=None)
     assert (again.size().width(), again.size().height()) == (760, 540)  # not the default 1400 x 860
+
+
+def test_menus_open_files_folder_and_model(
+    qtbot, make_window, studies_folder: Path, monkeypatch, fake_predictor_cls
+) -> None:
+    from PySide6.QtWidgets import QFileDialog, QTextBrowser
+
+    window = make_window(model_path=None, predictor_factory=lambda _p: fake_predictor_cls())
+    png = studies_folder / "img_0.png"
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(png)], ""))
+    window.open_files_action.trigger()
+    qtbot.waitUntil(lambda: len(window.studies) == 1, timeout=10_000)
+    assert window.settings.value("last_folder") == str(studies_folder)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(studies_folder / "nested"))
+    window.open_folder_action.trigger()
+    qtbot.waitUntil(lambda: len(window.studies) == 2 and window.is_idle(), timeout=10_000)
+    assert {s.status for s in window.studies.values()} == {"viewed (no model)"}
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: ("chosen.safetensors", ""))
+    with qtbot.waitSignal(window.model_changed, timeout=10_000):
+        window.load_model_action.trigger()
+    qtbot.waitUntil(lambda: {s.status for s in window.studies.values()} == {"done"}, timeout=20_000)
+    assert window.model_info.name == "chosen.safetensors"
+    window.about_model_action.trigger()
+    dialog = window._model_card_dialog
+    text = dialog.findChild(QTextBrowser)
+    assert "NOT FOR CLINICAL USE" in text.toPlainText()
+    assert "chosen.safetensors" in text.toPlainText()
+    dialog.close()
+    window.clear_action.trigger()
+    assert window.worklist.study_count() == 0
+    assert window.state.image is None
