@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QTextBrowser,
     QToolBar,
     QVBoxLayout,
+    QWidget,
 )
 
 from cxr_viewer import APP_NAME, ORG_NAME
@@ -45,6 +46,7 @@ from cxr_viewer.core.windowing import WindowPreset, auto_window, presets_for
 from cxr_viewer.inference import ModelInfo, Predictor, model_card_text, model_input
 from cxr_viewer.qt.widgets.findings_panel import FindingsPanel
 from cxr_viewer.qt.widgets.image_view import ImageView
+from cxr_viewer.qt.widgets.window_controls import WindowHistogram
 from cxr_viewer.qt.widgets.worklist import Worklist
 from cxr_viewer.qt.worker import InferenceWorker, LoaderWorker, WorkerThread
 
@@ -167,9 +169,17 @@ class MainWindow(QMainWindow):
         self.worklist.study_selected.connect(self.show_study)
         self.image_view = ImageView(self.state)
         self.findings_panel = FindingsPanel(self.state)
+        self.histogram = WindowHistogram(self.state)
+        self.histogram.hide()
+        centre = QWidget()
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(0, 0, 0, 0)
+        centre_layout.setSpacing(0)
+        centre_layout.addWidget(self.image_view, 1)
+        centre_layout.addWidget(self.histogram)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.worklist)
-        self.splitter.addWidget(self.image_view)
+        self.splitter.addWidget(centre)
         self.splitter.addWidget(self.findings_panel)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
@@ -935,6 +945,7 @@ class MainWindow(QMainWindow):
             self.shutdown_workers()
             self.image_view.close_view()
             self.findings_panel.close_panel()
+            self.histogram.close_controls()
         super().closeEvent(event)
 
     def shutdown_workers(self) -> None:

@@ -340,3 +340,17 @@ def test_menus_open_files_folder_and_model(
     window.clear_action.trigger()
     assert window.worklist.study_count() == 0
     assert window.state.image is None
+
+
+def test_histogram_region_follows_and_sets_the_window(qtbot, make_window, studies_folder: Path) -> None:
+    window = make_window(model_path=None)
+    window.open_paths([studies_folder / "img_1.png"])
+    qtbot.waitUntil(lambda: window.state.image is not None, timeout=10_000)
+    hist = window.histogram
+    assert hist.isVisible()
+    assert hist.region.getRegion() == pytest.approx((0.0, 255.0))  # 8-bit PNG: shown as stored
+    window.state.update(window=(100.0, 50.0))
+    assert hist.region.getRegion() == pytest.approx((75.0, 125.0))
+    hist.region.setRegion((10.0, 30.0))  # as a drag would
+    assert window.state.window == pytest.approx((20.0, 20.0))
+    assert window.image_view.base_item.levels == pytest.approx([10.0, 30.0])

@@ -1,0 +1,95 @@
+"""A histogram of the shown image with the current window as a draggable region."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from cxr_viewer.core.state import ViewerState
+
+__all__ = ["WindowHistogram"]
+
+_BINS = 256
+
+
+class WindowHistogram(QWidget):
+    """Pixel-value histogram (log counts); drag the region or its edges to set the window.
+
+    Reads ``state.image`` / ``state.window`` and writes ``state.window`` back.
+    """
+
+    def __init__(self, state: ViewerState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self._updating = False
+        self.plot = pg.PlotWidget(background=(30, 30, 30))
+        self.plot.setFixedHeight(72)
+        self.plot.hideAxis("left")
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.getAxis("bottom").setStyle(tickLength=-4)
+        self.plot.setToolTip("Histogram of the image (log scale). Drag the shaded window or its edges.")
+        self.curve = self.plot.plot(
+            [0.0, 1.0], [0.0], stepMode="center", fillLevel=0, brush=(170, 170, 170, 110), pen=(200, 200, 200)
+        )
+        self.region = pg.LinearRegionItem(values=(0.0, 1.0), brush=(80, 140, 255, 60))
+        self.region.setZValue(10)
+        self.plot.addItem(self.region)
+        self.region.sigRegionChanged.connect(self._region_changed)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        self._unsubscribe = state.subscribe(self._state_changed)
+        self._data_range = (0.0, 1.0)
+
+    def close_controls(self) -> None:
+        """Stop listening to the state."""
+        self._unsubscribe()
+
+    def _state_changed(self, changed: set[str]) -> None:
+        if "image" in changed:
+            self._update_histogram()
+        if changed & {"image", "window", "use_voi_lut"}:
+            self._update_region()
+
+    def _update_histogram(self) -> None:
+        image = self.state.image
+        self.setVisible(image is not None)
+        if image is None:
+            return
+        px = image.pixels
+        step = max(1, int(np.sqrt(px.size / 250_000)))
+        sample = px[::step, ::step]
+        sample = sample[np.isfinite(sample)]
+        if sample.size == 0:
+            return
+        lo, hi = float(sample.min()), float(sample.max())
+        if hi <= lo:
+            hi = lo + 1.0
+        counts, edges = np.histogram(sample, bins=_BINS, range=(lo, hi))
+        self._data_range = (lo, hi)
+        self.curve.setData(edges, np.log1p(counts.astype(np.float64)))
+
+    def _update_region(self) -> None:
+        if self.state.image is None:
+            return
+        center, width = self.state.window
+        lo, hi = center - width / 2.0, center + width / 2.0
+        self._updating = True
+        try:
+            self.region.setRegion((lo, hi))
+            x0, x1 = min(lo, self._data_range[0]), max(hi, self._data_range[1])
+            pad = 0.02 * (x1 - x0)
+            self.plot.setXRange(x0 - pad, x1 + pad, padding=0)
+        finally:
+            self._updating = False
+
+    def _region_changed(self) -> None:
+        if self._updating or self.state.image is None:
+            return
+        lo, hi = self.region.getRegion()
+        if hi - lo <= 0:
+            return
+        self.state.update(window=((lo + hi) / 2.0, hi - lo), use_voi_lut=False)
