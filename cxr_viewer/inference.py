@@ -94,6 +94,8 @@ class ModelInfo:
     metadata: dict[str, Any]
     #: (top, left, bottom, right) fractions of the image the attention maps cover
     region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    #: how it runs, e.g. "pytorch" or "onnxruntime-fp32" ("" when the predictor does not say)
+    backend: str = ""
 
     @property
     def name(self) -> str:
@@ -151,6 +153,7 @@ def describe(predictor: Predictor, path: str | os.PathLike[str] | None) -> Model
         thresholds=None if thr is None else tuple(float(t) for t in np.asarray(thr).reshape(-1)),
         metadata=dict(getattr(predictor, "metadata", {}) or {}),
         region=attention_region(predictor),
+        backend=str(getattr(predictor, "backend", "") or ""),
     )
 
 
@@ -198,7 +201,10 @@ def model_card_text(info: ModelInfo | None, class_names: Sequence[str] | None = 
             "checkpoint written by cral-train (*.safetensors).",
         ]
         return "\n".join(lines)
-    lines += [f"Checkpoint: {info.path}", f"Device: {info.device}"]
+    lines += [
+        f"Checkpoint: {info.path}",
+        f"Device: {info.device}" + (f" ({info.backend})" if info.backend else ""),
+    ]
     names = list(class_names or info.class_names)
     lines.append(f"Classes ({len(names)}): {', '.join(names)}")
     if info.thresholds is not None:

@@ -726,6 +726,8 @@ class MainWindow(QMainWindow):
         self.model_status = "ready"
         device = "CUDA" if info.device.startswith("cuda") else info.device.upper()
         self._set_model_label(f"Model: {info.name} on {device}")
+        if info.backend and not info.backend.startswith(("torch", "pytorch")):
+            self._set_model_label(f"Model: {info.name} on {device} ({info.backend})")
         self.model_label.setToolTip(info.path)
         self.state.update(map_region=info.region)
         for sid in self.worklist.study_ids_in_view_order():
