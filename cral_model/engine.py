@@ -181,6 +181,7 @@ def load_splits(cfg: TrainConfig) -> DataSplits:
     NIH: ``train_val_list.txt`` minus a seeded ``val_fraction`` of its patients (among the images
     present when ``allow_missing``). CSV: ``train_csv`` and ``val_csv``, or a patient split of ``train_csv``.
     """
+    val: LabeledImages | None
     if cfg.train_csv:
         full = load_csv_dataset(cfg.train_csv, data_root=cfg.data_root, allow_missing=cfg.allow_missing)
         source = {"format": "csv", "train_csv": Path(cfg.train_csv).name}
@@ -245,7 +246,7 @@ def make_loader(
     device: torch.device,
     seed: int,
     drop_last: bool = False,
-) -> torch.utils.data.DataLoader:
+) -> torch.utils.data.DataLoader[Any]:
     """A DataLoader over ``sampler`` with seeded, persistent workers."""
     g = torch.Generator()
     g.manual_seed(seed)
@@ -283,7 +284,7 @@ class _Precision:
 
 def train_one_epoch(
     model: nn.Module,
-    loader: torch.utils.data.DataLoader,
+    loader: torch.utils.data.DataLoader[Any],
     optimizer: torch.optim.Optimizer,
     *,
     precision: _Precision | None = None,
@@ -354,7 +355,7 @@ def train_one_epoch(
 @torch.no_grad()
 def predict(
     model: nn.Module,
-    loader: torch.utils.data.DataLoader,
+    loader: torch.utils.data.DataLoader[Any],
     n_total: int,
     *,
     precision: _Precision | None = None,
@@ -412,7 +413,7 @@ class EvalResult:
 
 def evaluate(
     model: nn.Module,
-    loader: torch.utils.data.DataLoader,
+    loader: torch.utils.data.DataLoader[Any],
     n_total: int,
     *,
     precision: _Precision | None = None,
@@ -429,7 +430,7 @@ def evaluate(
 
 
 def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = tuple(np.random.get_state())
     py_state = random.getstate()
     return {
         "torch": torch.get_rng_state(),
@@ -592,6 +593,16 @@ def fit(
         torch.backends.cudnn.benchmark = saved[3]
 
 
+def _bind_epoch(fn: Callable[[int, int], None] | None, epoch: int) -> Callable[[int], None] | None:
+    if fn is None:
+        return None
+
+    def call(step: int) -> None:
+        fn(epoch, step)
+
+    return call
+
+
 def _fit(
     cfg: TrainConfig,
     out: Path,
@@ -708,7 +719,7 @@ def _fit(
             freeze_bn=cfg.freeze_bn,
             progress=cfg.progress and info.is_main,
             description=f"epoch {epoch + 1}/{cfg.epochs}",
-            on_step=(lambda step, e=epoch: on_step(e, step)) if on_step is not None else None,
+            on_step=_bind_epoch(on_step, epoch),
         )
         (loss,) = all_reduce_mean([stats["loss"]], info)
         record: dict[str, Any] = {
@@ -719,7 +730,7 @@ def _fit(
             "train_seconds": stats["seconds"],
         }
         result = None
-        if val_loader is not None:
+        if val_loader is not None and splits.val is not None:
             result = evaluate(
                 model, val_loader, len(splits.val), precision=precision, info=info, progress=False
             )

@@ -136,7 +136,7 @@ def write_table(
     """``table.md``: ours (AUC, 95% CI) next to the paper's Table 1 row of the same backbone/attention."""
     from cral_model.metrics import PAPER_TABLE1
 
-    key = (model_cfg.get("backbone"), model_cfg.get("attention"))
+    key = (str(model_cfg.get("backbone")), str(model_cfg.get("attention")))
     paper = PAPER_TABLE1.get(key) if model_cfg.get("mode", "full") == "full" else None
     short = {"resnet50": "R-50", "densenet121": "D-121"}
     ours_name = f"ours ({model_cfg.get('backbone')}, {model_cfg.get('attention')}, {model_cfg.get('mode')})"
@@ -320,7 +320,7 @@ def evaluate_checkpoint(
             return None
         return v
 
-    metrics = clean(
+    metrics: dict[str, Any] = clean(
         {
             "per_class_auc": aucs,
             "mean_auc": mean_auc(aucs),

@@ -53,7 +53,7 @@ def load_image(path: str) -> np.ndarray:
     return arr
 
 
-class ImageDataset(Dataset):
+class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
     """Images + labels -> ``(image (C, S, S) float32, labels (K,) float32, index int)``.
 
     Args:
@@ -104,7 +104,7 @@ class ImageDataset(Dataset):
         return x, self._labels[index], index
 
 
-class EpochSampler(Sampler):
+class EpochSampler(Sampler[Any]):
     """Per-epoch seeded order, sharded over ranks; yields ``(index, sample_seed)``.
 
     Same index order and padding as `torch.utils.data.DistributedSampler` (permutation from a

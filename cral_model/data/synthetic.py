@@ -58,7 +58,8 @@ def make_synthetic_nih(
     rng = np.random.default_rng(seed)
     k = len(CLASS_NAMES)
     cell = size // 4
-    rows, split = [], {"train_val": [], "test": []}
+    rows: list[list[object]] = []
+    split: dict[str, list[str]] = {"train_val": [], "test": []}
     n_images = 0
     for pid in range(1, n_patients + 1):
         for follow in range(images_per_patient):
