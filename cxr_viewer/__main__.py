@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cxr_viewer.qt.main_window import MainWindow
 
     model_path: str | None = None if args.no_model else (args.model or "")
-    window = MainWindow(model_path=model_path)
+    window = MainWindow(model_path=model_path, cpu_threads="auto")
     if args.screenshot:
         return _screenshot(app, window, args)
     window.show()

@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
             ``cral_model`` on the inference thread.
         settings: where preferences are kept; default ``QSettings(ORG_NAME, APP_NAME)``.
         max_in_flight: studies decoded/analysed concurrently (bounds memory).
+        cpu_threads: torch threads for CPU inference (see :class:`InferenceWorker`); None leaves torch alone.
         cache_size: decoded images kept for fast switching between studies.
     """
 
@@ -131,6 +132,7 @@ class MainWindow(QMainWindow):
         settings: QSettings | None = None,
         max_in_flight: int = 2,
         cache_size: int = 4,
+        cpu_threads: int | str | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle(f"{APP_NAME} - chest X-ray triage (research demo, not for clinical use)")
@@ -155,7 +157,7 @@ class MainWindow(QMainWindow):
         self._build_widgets()
         self._build_actions()
         self._build_status_bar()
-        self._start_workers(predictor_factory)
+        self._start_workers(predictor_factory, cpu_threads)
         self._restore_settings()
         if model_path is not None:
             self._set_model_label("Loading model...", busy=True)
@@ -377,7 +379,9 @@ class MainWindow(QMainWindow):
             lambda t: self.measure_label.setText(f"Length: {t}" if t else "")
         )
 
-    def _start_workers(self, predictor_factory: Callable[[str], Predictor] | None) -> None:
+    def _start_workers(
+        self, predictor_factory: Callable[[str], Predictor] | None, cpu_threads: int | str | None
+    ) -> None:
         self.loader = LoaderWorker()
         self.loader_thread = WorkerThread(self.loader, "cxr-loader")
         self.scan_requested.connect(self.loader.scan)
@@ -386,7 +390,7 @@ class MainWindow(QMainWindow):
         self.loader.decoded.connect(self._on_decoded)
         self.loader.decode_failed.connect(self._on_decode_failed)
 
-        self.inference = InferenceWorker(predictor_factory)
+        self.inference = InferenceWorker(predictor_factory, cpu_threads)
         self.inference_thread = WorkerThread(self.inference, "cxr-inference")
         self.model_requested.connect(self.inference.load_model)
         self.inference_requested.connect(self.inference.run)

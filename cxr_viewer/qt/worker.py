@@ -106,8 +106,9 @@ class InferenceWorker(_Cancellable):
     Args:
         predictor_factory: ``factory(path) -> Predictor``; defaults to
             :func:`cxr_viewer.inference.load_predictor` (which imports torch, lazily, in this thread).
-        cpu_threads: torch intra-op threads on CPU; default: all cores but one, so the GUI thread
-            keeps a core for itself.
+        cpu_threads: torch intra-op threads on CPU: a number, ``"auto"`` (all cores but one, so the GUI
+            thread keeps a core; what the app uses), or None to leave torch's process-wide setting alone
+            (library use, tests).
     """
 
     #: ModelInfo of the loaded model
@@ -128,7 +129,7 @@ class InferenceWorker(_Cancellable):
     def __init__(
         self,
         predictor_factory: Callable[[str], Predictor] | None = None,
-        cpu_threads: int | None = None,
+        cpu_threads: int | str | None = None,
     ) -> None:
         super().__init__()
         self._factory = predictor_factory or load_predictor
@@ -174,7 +175,10 @@ class InferenceWorker(_Cancellable):
             import torch
         except ImportError:  # a fake predictor in tests
             return
-        n = self._cpu_threads or max(1, (os.cpu_count() or 2) - 1)
+        if self._cpu_threads is None:
+            return
+        auto = max(1, (os.cpu_count() or 2) - 1)
+        n = auto if self._cpu_threads == "auto" else int(self._cpu_threads)
         torch.set_num_threads(n)
 
     @Slot(int, object)

@@ -21,11 +21,21 @@ def _fullres(shared_data, n: int) -> list[Path]:
     return files
 
 
+@pytest.fixture
+def _restore_torch_threads():
+    """The app limits torch's (process-wide) thread count; put it back for the tests that follow."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("_restore_torch_threads")
 def test_real_model_results_and_responsive_gui(
     qtbot, make_window, tiny_checkpoint, shared_data, capsys, record_property
 ) -> None:
     files = [shared_data("dicom", "RG1_UNCI.dcm"), *_fullres(shared_data, 3)]
-    window = make_window(model_path=str(tiny_checkpoint))
+    window = make_window(model_path=str(tiny_checkpoint), cpu_threads="auto")  # as the app runs
     qtbot.waitUntil(lambda: window.model_status == "ready", timeout=120_000)
     assert window.model_info is not None
     assert window.model_info.device in ("cpu", "cuda")
@@ -106,6 +116,7 @@ def test_bad_checkpoint_is_reported_not_fatal(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("_restore_torch_threads")
 def test_screenshot_cli(tiny_checkpoint, shared_data, tmp_path: Path, capsys) -> None:
     from cxr_viewer.__main__ import main
 
