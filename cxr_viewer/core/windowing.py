@@ -129,7 +129,8 @@ def window_from_drag(
 ) -> tuple[float, float]:
     """New window after a mouse drag, as in radiology viewers.
 
-    Dragging right widens the window (less contrast), dragging up raises the level (darker image).
+    Dragging right widens the window (less contrast); dragging up lowers the level, so the image gets
+    brighter (and dragging down darker).
     One pixel of mouse motion changes the window by ``value_range / 1000``.
 
     Args:
@@ -142,7 +143,7 @@ def window_from_drag(
     """
     step = max(float(value_range), _MIN_WIDTH) / 1000.0
     new_width = max(width + dx * step * 2.0, step)
-    new_center = center - dy * step
+    new_center = center + dy * step
     return float(new_center), float(new_width)
 
 

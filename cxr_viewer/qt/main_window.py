@@ -54,6 +54,20 @@ __all__ = ["MainWindow", "Study"]
 
 log = logging.getLogger(__name__)
 TOP_K = 8
+SHORTCUTS_TEXT = """Mouse on the image
+  Left drag: window/level (W tool; right = wider, up = brighter), pan (P tool) or measure (M tool)
+  Middle drag: pan    Right drag or wheel: zoom    Double click: fit
+  Histogram below the image: drag the shaded window or its edges
+
+Keys
+  W / P / M: window-level, pan, measure tool    Esc: clear the measurement
+  F: fit    + / -: zoom    Ctrl+0: reset view    I: invert    R / Shift+R: rotate    H / V: flip
+  A: auto window    0-5: window presets (0 = the file's VOI LUT, when it has one)
+  Up / Down in the worklist, or Ctrl+Up / Ctrl+Down anywhere: previous / next study
+  O: attention map on/off    Ctrl+.: cancel analysis    Ctrl+Return: analyse remaining
+  Ctrl+O: open files    Ctrl+Shift+O: open folder    Ctrl+L: load model
+
+Files and folders can be dropped anywhere on the window."""
 
 
 @dataclass(eq=False)
@@ -319,6 +333,8 @@ class MainWindow(QMainWindow):
         help_menu = menu.addMenu("&Help")
         self.about_model_action = self._action("About &model...", self.show_model_card)
         about_action = self._action("&About", self._show_about)
+        self.shortcuts_action = self._action("&Mouse and keyboard...", self._show_shortcuts, "F1")
+        help_menu.addAction(self.shortcuts_action)
         help_menu.addAction(self.about_model_action)
         help_menu.addAction(about_action)
 
@@ -796,6 +812,9 @@ class MainWindow(QMainWindow):
         dialog.resize(640, 520)
         self._model_card_dialog = dialog
         dialog.open()
+
+    def _show_shortcuts(self) -> None:
+        QMessageBox.information(self, "Mouse and keyboard", SHORTCUTS_TEXT)
 
     def _show_about(self) -> None:
         QMessageBox.about(

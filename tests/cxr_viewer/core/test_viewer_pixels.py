@@ -82,8 +82,8 @@ def test_window_from_drag_directions() -> None:
     c, w = window_from_drag(100, 50, dx=10, dy=0, value_range=1000)
     assert w > 50
     assert c == 100
-    c, w = window_from_drag(100, 50, dx=0, dy=-10, value_range=1000)
-    assert c > 100
+    c, w = window_from_drag(100, 50, dx=0, dy=-10, value_range=1000)  # up: lower level, brighter
+    assert c < 100
     assert w == 50
     _, w = window_from_drag(100, 5, dx=-1e6, dy=0, value_range=1000)
     assert w > 0

@@ -201,9 +201,9 @@ def test_keyboard_navigation_and_view_tools(qtbot, make_window, studies_folder: 
     )
     # window/level by drag, invert, rotate, presets
     before = window.state.window
-    window.image_view.drag_window(40, -20)
+    window.image_view.drag_window(40, -20)  # right and up: wider and brighter
     assert window.state.window[1] > before[1]
-    assert window.state.window[0] > before[0]
+    assert window.state.window[0] < before[0]
     window.auto_window_action.trigger()
     window.invert_action.trigger()
     assert window.state.invert
