@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,11 +126,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def wait_until(qtbot, condition, timeout: float = 30.0) -> None:
-    """qtbot.waitUntil with seconds."""
-    qtbot.waitUntil(condition, timeout=int(timeout * 1000))
-
-
 def png_folder(root: Path, n: int = 3, size: int = 48) -> Path:
     """A folder with ``n`` grey PNGs (different brightness), a text file and a nested sub-folder."""
     from PIL import Image
@@ -145,10 +139,6 @@ def png_folder(root: Path, n: int = 3, size: int = 48) -> Path:
         Image.fromarray(arr).save(target / f"img_{i}.png")
     (folder / "notes.txt").write_text("not an image")
     return folder
-
-
-def monotonic() -> float:
-    return time.perf_counter()
 
 
 @pytest.fixture
