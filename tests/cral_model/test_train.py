@@ -205,3 +205,34 @@ def test_real_subset_short_training(shared_data: Path, tmp_path: Path) -> None:
     assert log[1]["train_loss"] < log[0]["train_loss"]
     prov = json.loads(json.dumps(load_train_state(out / "last.pt")["config"]))
     assert prov["allow_missing"] is True
+
+
+def test_train_and_eval_on_own_csv(synth_root: Path, tmp_path: Path) -> None:
+    import csv
+
+    from cral_model.cli.evaluate import main as eval_main
+    from cral_model.data import load_nih_split
+    from cral_model.labels import CLASS_NAMES
+
+    def write(path: Path, split: str) -> None:
+        ds = load_nih_split(synth_root, split)
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "Patient ID", *CLASS_NAMES])
+            for p, pid, lab in zip(ds.paths, ds.patients, ds.labels, strict=True):
+                w.writerow([p, pid, *lab.astype(int).tolist()])
+
+    write(tmp_path / "train.csv", "train_val")
+    write(tmp_path / "test.csv", "test")
+    out = tmp_path / "csvrun"
+    argv = ["--train-csv", str(tmp_path / "train.csv"), "--output", str(out), *TINY, "--epochs", "1"]
+    assert train_main(argv) == 0
+    from cral_model import read_metadata
+
+    assert read_metadata(out / "best.safetensors")["provenance"]["data"]["format"] == "csv"
+    ev = tmp_path / "csveval"
+    assert eval_main([str(out / "best.safetensors"), "--csv", str(tmp_path / "test.csv"), "--output", str(ev),
+                      "--workers", "0", "--bootstrap", "0", "--no-progress"]) == 0  # fmt: skip
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert metrics["n_images"] == 6
+    assert metrics["evaluated"]["source"] == "csv"
