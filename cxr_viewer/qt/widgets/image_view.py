@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from cxr_viewer.core.orientation import measure_length
@@ -97,8 +97,12 @@ class ImageView(QWidget):
         self.graphics = pg.GraphicsView(background=QColor(0, 0, 0))
         self.view_box = _XrayViewBox(self)
         self.graphics.setCentralItem(self.view_box)
-        self.base_item = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
-        self.overlay_item = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
+        # No autoDownsample: pyqtgraph would re-average the full image on every render (~300 ms per
+        # window/level step for a 2k x 2k CR on a laptop core); drawing the full image with smooth
+        # (bilinear) scaling costs ~20 ms per step and looks the same at fit-to-window zoom.
+        self.graphics.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        self.base_item = pg.ImageItem(axisOrder="row-major", autoDownsample=False)
+        self.overlay_item = pg.ImageItem(axisOrder="row-major", autoDownsample=False)
         self.overlay_item.setZValue(10)
         self.view_box.addItem(self.base_item)
         self.view_box.addItem(self.overlay_item)
