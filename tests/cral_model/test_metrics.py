@@ -128,3 +128,23 @@ def test_paper_tables() -> None:
     assert PAPER_TABLE1[("densenet121", "att2")]["Hernia"] == 0.917
     assert set(PAPER_TABLE1[("resnet50", "att2")]) == {*CLASS_NAMES, "mean"}
     assert PAPER_TABLE2[("resnet50", "att1")]["no_attention"] == 0.8034
+
+
+def test_fast_bootstrap_equals_naive_resampling() -> None:
+    from cral_model.metrics import _bootstrap_aucs
+
+    rng = np.random.default_rng(3)
+    targets = (rng.random((60, 3)) < 0.3).astype(float)
+    probs = np.round(rng.random((60, 3)), 1)  # many ties
+    targets[:, 2] = 0
+    targets[:2, 2] = 1  # rare class: some resamples have no positive
+    fast = _bootstrap_aucs(probs, targets, 40, seed=9)
+    draw = np.random.default_rng(9)
+    naive = np.array(
+        [
+            [roc_auc(probs[idx, c], targets[idx, c]) for c in range(3)]
+            for idx in (draw.integers(0, 60, 60) for _ in range(40))
+        ]
+    )
+    np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-12)
+    assert np.isnan(fast[:, 2]).any()
