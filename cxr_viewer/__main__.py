@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from cxr_viewer import APP_NAME, ORG_NAME, __version__
 
@@ -104,6 +105,13 @@ def _wait(app: object, condition: object, timeout: float) -> bool:
     return False
 
 
+def _write(stream: TextIO | None, text: str) -> None:
+    """Write to stdout/stderr, which are None for a GUI entry point on Windows."""
+    if stream is not None:
+        stream.write(text)
+        stream.flush()
+
+
 def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
     from cxr_viewer.core.findings import format_findings
     from cxr_viewer.qt.main_window import MainWindow
@@ -119,7 +127,7 @@ def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
     ok = _wait(app, lambda: window.model_status != "loading" and window.studies, args.timeout)
     ordered = sorted(window.studies.values(), key=lambda s: s.id)
     if not ok or not ordered:
-        sys.stderr.write("no image could be opened\n")
+        _write(sys.stderr, "no image could be opened\n")
     first = ordered[0] if ordered else None
     finished = {"error", "done", "viewed (no model)", "cancelled"}
     if first is not None:
@@ -149,11 +157,10 @@ def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
         else:
             lines.append(f"  triage score {study.score:.3f}")
             lines += ["  " + line for line in format_findings(study.findings)]
-    sys.stdout.write("\n".join(lines) + "\n")
-    sys.stdout.flush()
+    _write(sys.stdout, "\n".join(lines) + "\n")
     window.close()
     if not saved:
-        sys.stderr.write(f"could not save {out}\n")
+        _write(sys.stderr, f"could not save {out}\n")
     return 0 if saved else 1
 
 
