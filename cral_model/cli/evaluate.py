@@ -229,7 +229,7 @@ def _write_roc_png(
             pos = targets[:, c] > 0.5
             sens = (pred & pos).sum() / max(pos.sum(), 1)
             fp = (pred & ~pos).sum() / max((~pos).sum(), 1)
-            ax.plot([fp], [sens], "o", color="k", ms=4, label=f"operating point p>={thresholds[c]:.2f}")
+            ax.plot([fp], [sens], "o", color="k", ms=4, label=f"operating point p >= {thresholds[c]:.3g}")
             ax.legend(loc="lower right", fontsize=7, frameon=False)
         ax.set_title(f"{name}  AUC {auc:.3f}" if not math.isnan(auc) else name, fontsize=9)
         ax.set_xlim(0, 1)
@@ -243,10 +243,15 @@ def _write_roc_png(
     overlay.plot([0, 1], [0, 1], color="0.8", lw=0.8, ls="--")
     overlay.set_title("all classes", fontsize=9)
     overlay.set_aspect("equal")
-    overlay.legend(loc="lower right", fontsize=5, frameon=False)
     overlay.tick_params(labelsize=7)
-    for ax in list(axes.flat)[k + 1 :]:
+    spare = list(axes.flat)[k + 1 :]
+    for ax in spare:
         ax.axis("off")
+    handles, labels = overlay.get_legend_handles_labels()
+    if spare and handles:  # the legend of the overlay goes into the empty panel beside it
+        spare[0].legend(handles, labels, loc="center", fontsize=8, frameon=False, title="AUC")
+    elif handles:
+        overlay.legend(loc="lower right", fontsize=5, frameon=False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
