@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := constraints.txt
 export QT_API := pyside6
 
-.PHONY: run test test-fast install install-test bench bench-quick demo-model package clean lint
+.PHONY: run test test-fast install install-test bench bench-quick demo-model package package-cpu clean lint
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,27 @@ test: install-test
 
 test-fast: install-test
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Benchmarks (issue 6): a table of medians and ratios; bench-quick is the short CI run (reports only).
+bench: install-test
+	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks $(BENCH_ARGS)
+
+bench-quick: install-test
+	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks --quick $(BENCH_ARGS)
+
+# The bundled demo model (resources/models/): trains CRAL and its no-attention baseline on the 690 real
+# NIH images in ../shared/data, deterministic on CPU. See resources/models/MODEL_CARD.md.
+SHARED_DATA ?= ../shared/data
+DEMO_RUNS ?= runs/demo-model
+demo-model: install
+	$(PY) -m cral_model.cli.demo_model --shared-data $(SHARED_DATA) --runs $(DEMO_RUNS) $(DEMO_ARGS)
+
+# Desktop app (issue 8): one-folder PyInstaller build in dist/cxr-viewer (see docs/PACKAGING.md).
+package:
+	packaging/build.sh $(PACKAGE_ARGS)
+
+package-cpu:
+	packaging/build.sh --cpu-only $(PACKAGE_ARGS)
 
 lint: install-test
 	$(VENV)/bin/lint-imports
