@@ -30,11 +30,17 @@ __all__ = [
     "PredictionLike",
     "Predictor",
     "attention_region",
+    "FAST_ENV",
     "default_model_path",
+    "fast_mode",
     "load_predictor",
     "model_card_text",
     "model_input",
 ]
+
+#: Environment variable for the CPU fast path: ``off`` (or ``0``/``no``) turns it off, ``fp32``/``int8``
+#: pick a variant; unset means ``auto`` (ONNX Runtime fp32 when it is installed, else PyTorch).
+FAST_ENV = "CXR_TRIAGE_FAST"
 
 NOT_FOR_CLINICAL_USE = "Research demonstration only - NOT FOR CLINICAL USE. Do not use for diagnosis."
 
@@ -116,15 +122,42 @@ def default_model_path() -> Path | None:
     return Path(path) if path is not None else None
 
 
-def load_predictor(path: str | os.PathLike[str], device: str = "auto") -> Predictor:
+def fast_mode(enabled: bool | None = None) -> str:
+    """The ``fast=`` argument for :func:`load_predictor` from a command-line switch and ``$CXR_TRIAGE_FAST``.
+
+    Args:
+        enabled: ``False`` (``--no-fast``) always gives ``"off"``; ``True`` or None defer to the
+            environment variable, whose default is ``"auto"``.
+
+    Returns:
+        ``"off"``, ``"auto"``, ``"fp32"`` or ``"int8"``.
+    """
+    if enabled is False:
+        return "off"
+    env = os.environ.get(FAST_ENV, "").strip().lower()
+    if env in ("off", "0", "no", "false", "none"):
+        return "off" if enabled is None else "auto"
+    if env in ("fp32", "int8"):
+        return env
+    return "auto"
+
+
+def load_predictor(path: str | os.PathLike[str], device: str = "auto", fast: str | None = None) -> Predictor:
     """Load a ``cral-train`` checkpoint (safetensors; never unpickled). Slow: call off the GUI thread.
+
+    Args:
+        path: the checkpoint.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        fast: the CPU fast path (``cral_model.Predictor``'s ``fast``): None/``"off"`` eager PyTorch,
+            ``"auto"`` ONNX Runtime when available (the first use of a checkpoint exports it once,
+            a few seconds; later starts reuse the cached file), ``"fp32"``, ``"int8"``.
 
     Raises:
         cral_model.CheckpointError: for files that are not valid checkpoints.
     """
     import cral_model
 
-    return cral_model.Predictor.from_checkpoint(path, device=device)
+    return cral_model.Predictor.from_checkpoint(path, device=device, fast=fast)
 
 
 def attention_region(predictor: Any) -> tuple[float, float, float, float]:

@@ -1,0 +1,223 @@
+"""Headless batch triage: many files -> one row of findings per file (Qt-free, torch imported lazily).
+
+The pipeline overlaps decoding with inference: a thread pool reads files (:func:`cxr_viewer.core.io.load_image`)
+and preprocesses them (the predictor's own ``prepare``) while the calling thread runs the model on the
+previous batch. Decoders (Pillow, pydicom's codecs), torch's resize and the model (PyTorch or ONNX
+Runtime) release the GIL for their heavy parts, so threads are enough and nothing is pickled.
+
+A file that cannot be read or analysed becomes a row with its ``error``; the other files go on.
+
+Rows are sorted by triage score (highest first, see :func:`cxr_viewer.core.findings.triage_score`), then
+the error rows in input order.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from cxr_viewer.core.findings import rank_findings, triage_score
+from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image
+
+__all__ = ["TriageRow", "collect_files", "csv_header", "triage_files", "write_csv"]
+
+_MAX_REASON = 240
+
+
+@dataclass(frozen=True)
+class TriageRow:
+    """The result for one file.
+
+    Attributes:
+        file: the path as found.
+        error: empty when analysed, else a short reason (no patient data).
+        probabilities: (K,) float in [0, 1], or None for an error row.
+        triage_score: ``max_k p_k / t_k`` (``max_k p_k`` without thresholds), or None for an error row.
+        flags: findings at or above their threshold, most probable first.
+        top8: the 8 most probable findings as (name, probability), descending.
+    """
+
+    file: str
+    error: str = ""
+    probabilities: tuple[float, ...] | None = None
+    triage_score: float | None = None
+    flags: tuple[str, ...] = ()
+    top8: tuple[tuple[str, float], ...] = ()
+
+
+def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
+    """Files to analyse under ``paths`` (folders recursively, sorted) as (path, skip reason or "").
+
+    A file named on the command line is always listed (with its reason when it is not an image, so it
+    gets an error row); inside folders, files that are not images at all (a README, a DICOMDIR) are left
+    out silently, the way the viewer's worklist does.
+    """
+    named = {Path(p) for p in paths if not Path(p).is_dir()}
+    out: list[tuple[Path, str]] = []
+    for found in iter_study_files(paths):
+        reason = found.skip_reason or ""
+        if reason and found.path not in named and not reason.startswith("unreadable"):
+            continue
+        out.append((found.path, reason))
+    return out
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
+
+def _load_one(path: Path, prepare: Callable[[np.ndarray], Any]) -> tuple[Any, str]:
+    """Decode and preprocess one file -> (network input or None, error reason or "")."""
+    try:
+        image = load_image(path)
+    except ImageLoadError as exc:
+        return None, _short(exc)
+    except Exception as exc:  # load_image converts decoder errors; anything else is still per-file
+        return None, f"unexpected error while reading: {type(exc).__name__}"
+    try:
+        return prepare(image.pixels), ""
+    except Exception as exc:
+        return None, f"cannot preprocess: {type(exc).__name__}: {_short(exc)}"[:_MAX_REASON]
+
+
+def _row(path: Path, pred: Any, class_names: Sequence[str], thresholds: Any) -> TriageRow:
+    probs = np.asarray(pred.probabilities, dtype=np.float64).reshape(-1)
+    ranked = rank_findings(probs, class_names, thresholds, top_k=None)
+    return TriageRow(
+        file=str(path),
+        probabilities=tuple(float(p) for p in probs),
+        triage_score=triage_score(probs, thresholds),
+        flags=tuple(f.name for f in ranked if f.above_threshold),
+        top8=tuple((f.name, f.probability) for f in ranked[:8]),
+    )
+
+
+def _prepared(
+    files: Sequence[tuple[Path, str]], prepare: Callable[[np.ndarray], Any], workers: int, prefetch: int
+) -> Iterator[tuple[Path, Any, str]]:
+    """(path, network input or None, reason) in input order; up to ``prefetch`` files decoded ahead."""
+    if workers <= 0:
+        for path, reason in files:
+            yield (path, None, reason) if reason else (path, *_load_one(path, prepare))
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxr-decode") as pool:
+        queue: deque[tuple[Path, str, Future[tuple[Any, str]] | None]] = deque()
+        it = iter(files)
+
+        def top_up() -> None:
+            while len(queue) < prefetch:
+                nxt = next(it, None)
+                if nxt is None:
+                    return
+                path, reason = nxt
+                queue.append((path, reason, None if reason else pool.submit(_load_one, path, prepare)))
+
+        top_up()
+        try:
+            while queue:
+                path, reason, fut = queue.popleft()
+                top_up()
+                yield (path, None, reason) if fut is None else (path, *fut.result())
+        finally:
+            for _, _, fut in queue:
+                if fut is not None:
+                    fut.cancel()
+
+
+def triage_files(
+    files: Sequence[tuple[Path, str]],
+    predictor: Any,
+    *,
+    batch_size: int = 16,
+    workers: int = 2,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[TriageRow]:
+    """Analyse files (from :func:`collect_files`) and return their rows, sorted for triage.
+
+    Args:
+        files: (path, skip reason) pairs; a non-empty reason gives an error row without reading the file.
+        predictor: a ``cral_model.Predictor`` (needs ``prepare``, ``predict_tensor``, ``class_names``,
+            ``thresholds``).
+        batch_size: images per forward pass (>= 1).
+        workers: decoding threads (0: decode on the calling thread, no overlap).
+        on_progress: called with the number of files just finished (for a progress bar).
+
+    Returns:
+        One row per file: analysed rows by descending triage score, then error rows in input order.
+    """
+    import torch
+
+    batch_size = max(1, int(batch_size))
+    class_names = tuple(predictor.class_names)
+    thresholds = predictor.thresholds
+    done: list[TriageRow] = []
+    errors: list[TriageRow] = []
+    pending: list[tuple[Path, Any]] = []
+
+    def infer(items: list[tuple[Path, Any]]) -> None:
+        try:
+            preds = predictor.predict_tensor(torch.stack([x for _, x in items]))
+        except Exception as exc:  # one bad batch must not stop the run: retry its files one by one
+            if len(items) > 1:
+                for item in items:
+                    infer([item])
+                return
+            reason = f"analysis failed: {type(exc).__name__}: {_short(exc)}"[:_MAX_REASON]
+            errors.append(TriageRow(str(items[0][0]), reason))
+        else:
+            done.extend(_row(p, pred, class_names, thresholds) for (p, _), pred in zip(items, preds, strict=True))
+
+    def flush() -> None:
+        if pending:
+            infer(list(pending))
+            if on_progress is not None:
+                on_progress(len(pending))
+            pending.clear()
+
+    prefetch = max(2 * batch_size, batch_size + 2 * max(workers, 1))
+    for path, x, reason in _prepared(files, predictor.prepare, workers, prefetch):
+        if reason:
+            errors.append(TriageRow(str(path), reason))
+            if on_progress is not None:
+                on_progress(1)
+            continue
+        pending.append((path, x))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    done.sort(key=lambda r: (-(r.triage_score or 0.0), r.file))
+    return done + errors
+
+
+def csv_header(class_names: Sequence[str]) -> list[str]:
+    """``file, error, triage_score, prob_<class>..., flags, top8``."""
+    return ["file", "error", "triage_score", *(f"prob_{n}" for n in class_names), "flags", "top8"]
+
+
+def write_csv(rows: Iterable[TriageRow], class_names: Sequence[str], stream: IO[str]) -> None:
+    """Write rows as CSV: probabilities with 6 decimals, ``flags`` ``;``-separated, ``top8`` as
+    ``name:probability`` pairs ``;``-separated (probabilities with 4 decimals). Error rows leave the
+    numeric columns empty."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(csv_header(class_names))
+    for r in rows:
+        probs = [f"{p:.6f}" for p in r.probabilities] if r.probabilities else [""] * len(class_names)
+        writer.writerow(
+            [
+                r.file,
+                r.error,
+                "" if r.triage_score is None else f"{r.triage_score:.6f}",
+                *probs,
+                ";".join(r.flags),
+                ";".join(f"{n}:{p:.4f}" for n, p in r.top8),
+            ]
+        )

@@ -1,0 +1,205 @@
+"""``cxr-triage``: headless batch triage to CSV, with real files and real forward passes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxr_viewer.batch import collect_files, csv_header, triage_files, write_csv
+from cxr_viewer.cli.triage import main
+from cxr_viewer.core.io import load_image
+
+torch = pytest.importorskip("torch")
+cral_model = pytest.importorskip("cral_model")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = cral_model.build_model("resnet18", "att1")
+    model.train()
+    with torch.no_grad():  # non-trivial batch-norm statistics, so images get different scores
+        model(torch.randn(8, 3, 64, 64))
+    path = tmp_path_factory.mktemp("triage") / "m.safetensors"
+    thresholds = [0.5] * 14
+    return cral_model.save_checkpoint(
+        model.eval(),
+        path,
+        preprocessing=cral_model.PreprocessConfig(input_size=64, resize=64),
+        thresholds=thresholds,
+    )
+
+
+@pytest.fixture
+def study_dir(tmp_path) -> Path:
+    from PIL import Image
+
+    folder = tmp_path / "studies"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        grad = np.linspace(0, 255, 90 + 10 * i)[None, :] * np.ones((80, 1))
+        noise = rng.integers(0, 60, grad.shape)
+        img = np.clip(grad * (0.3 + 0.15 * i) + noise, 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / ("sub" if i == 4 else ".") / f"img{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png")
+    (folder / "README.txt").write_text("notes, not an image")
+    return folder
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_folder_to_csv_matches_the_predictor(checkpoint, study_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "results.csv"
+    code = main([str(study_dir), "-o", str(out), "--model", str(checkpoint), "--no-fast", "--batch-size", "2"])
+    assert code == 0
+    rows = _read(out)
+    names = cral_model.CLASS_NAMES
+    assert list(rows[0].keys()) == csv_header(names)
+    # README.txt inside the folder is not a study; the broken PNG is, with its reason
+    assert sorted(Path(r["file"]).name for r in rows) == ["broken.png", *(f"img{i}.png" for i in range(5))]
+    ok = [r for r in rows if not r["error"]]
+    bad = [r for r in rows if r["error"]]
+    assert len(ok) == 5
+    assert [Path(r["file"]).name for r in bad] == ["broken.png"]
+    assert bad[0]["error"].startswith("cannot decode PNG")
+    assert bad[0]["triage_score"] == "" and bad[0]["top8"] == ""
+    assert rows[-1] is bad[0]  # error rows come last
+    scores = [float(r["triage_score"]) for r in ok]
+    assert scores == sorted(scores, reverse=True)
+    predictor = cral_model.Predictor.from_checkpoint(checkpoint, device="cpu")
+    for r in ok:
+        pred = predictor.predict(load_image(r["file"]).pixels)
+        probs = np.array([float(r[f"prob_{n}"]) for n in names])
+        np.testing.assert_allclose(probs, pred.probabilities, atol=2e-6)
+        assert float(r["triage_score"]) == pytest.approx(pred.triage_score(), abs=2e-6)
+        top8 = [item.split(":") for item in r["top8"].split(";")]
+        assert [n for n, _ in top8] == [n for n, _ in pred.top_k(8)]
+        assert (r["flags"].split(";") if r["flags"] else []) == pred.flagged()
+    assert "5 analysed" in capsys.readouterr().err
+
+
+def test_batching_and_decode_threads_do_not_change_results(checkpoint, study_dir) -> None:
+    predictor = cral_model.Predictor.from_checkpoint(checkpoint, device="cpu")
+    files = collect_files([study_dir, study_dir / "img0.png"])  # named twice: listed once
+    assert len(files) == 6
+    seen: list[int] = []
+    ref = triage_files(files, predictor, batch_size=1, workers=0, on_progress=seen.append)
+    assert sum(seen) == 6
+    for batch_size, workers in [(4, 2), (16, 3)]:
+        rows = triage_files(files, predictor, batch_size=batch_size, workers=workers)
+        assert [r.file for r in rows] == [r.file for r in ref]
+        for a, b in zip(rows, ref, strict=True):
+            assert a.error == b.error
+            if a.probabilities is not None:
+                np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+
+
+def test_a_failing_batch_only_fails_its_bad_file(checkpoint, study_dir) -> None:
+    real = cral_model.Predictor.from_checkpoint(checkpoint, device="cpu")
+    poison = real.prepare(load_image(study_dir / "img0.png").pixels)
+
+    class Picky:
+        class_names = real.class_names
+        thresholds = real.thresholds
+        prepare = staticmethod(real.prepare)
+
+        @staticmethod
+        def predict_tensor(batch):
+            if any(torch.equal(x, poison) for x in batch):
+                raise RuntimeError("simulated failure")
+            return real.predict_tensor(batch)
+
+    files = collect_files([study_dir])
+    rows = triage_files(files, Picky(), batch_size=8, workers=1)
+    errors = {Path(r.file).name: r.error for r in rows if r.error}
+    assert errors.keys() == {"broken.png", "img0.png"}
+    assert errors["img0.png"] == "analysis failed: RuntimeError: simulated failure"
+    assert sum(1 for r in rows if not r.error) == 4
+
+
+def test_named_non_image_and_missing_files_are_error_rows(checkpoint, tmp_path) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+    out = tmp_path / "r.csv"
+    assert main([str(note), str(tmp_path / "gone.dcm"), "-o", str(out), "--model", str(checkpoint), "--no-fast",
+                 "--no-progress"]) == 0
+    rows = _read(out)
+    assert {Path(r["file"]).name: r["error"] for r in rows} == {
+        "note.txt": "not an image (unrecognised file type)",
+        "gone.dcm": "does not exist",
+    }
+
+
+def test_it_cannot_run_without_a_usable_model_or_output(checkpoint, study_dir, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("cxr_viewer.cli.triage.default_model_path", lambda: None)
+    assert main([str(study_dir), "-o", str(tmp_path / "a.csv")]) == 1
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    assert main([str(study_dir), "-o", str(tmp_path / "a.csv"), "--model", str(bad)]) == 1
+    assert not (tmp_path / "a.csv").exists()
+    out = tmp_path / "no-such-dir" / "a.csv"
+    assert main([str(study_dir), "-o", str(out), "--model", str(checkpoint), "--no-fast", "--no-progress"]) == 1
+    with pytest.raises(SystemExit) as exc:
+        main([str(study_dir), "-o", str(tmp_path / "a.csv"), "--batch-size", "0"])
+    assert exc.value.code == 2
+
+
+def test_write_csv_to_a_stream_leaves_error_cells_empty() -> None:
+    from cxr_viewer.batch import TriageRow
+
+    buf = io.StringIO()
+    write_csv([TriageRow("x.png", "does not exist")], ("A", "B"), buf)
+    assert buf.getvalue().splitlines() == ["file,error,triage_score,prob_A,prob_B,flags,top8", "x.png,does not exist,,,,,"]
+
+
+@pytest.mark.slow
+def test_fast_path_gives_the_same_ranking(checkpoint, study_dir, tmp_path, monkeypatch) -> None:
+    from cral_model import fast as fastpath
+
+    if not fastpath.fast_path_available():
+        pytest.skip("onnxruntime/onnx not installed")
+    monkeypatch.setenv("CXR_TRIAGE_CACHE", str(tmp_path / "cache"))
+    eager, fast = tmp_path / "eager.csv", tmp_path / "fast.csv"
+    base = [str(study_dir), "--model", str(checkpoint), "--no-progress"]
+    assert main([*base, "-o", str(eager), "--no-fast"]) == 0
+    assert main([*base, "-o", str(fast), "--fast"]) == 0
+    a, b = _read(eager), _read(fast)
+    assert [r["file"] for r in a] == [r["file"] for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["top8"].split(";")[0].split(":")[0] == rb["top8"].split(";")[0].split(":")[0]
+        for n in cral_model.CLASS_NAMES:
+            if ra["error"]:
+                assert ra[f"prob_{n}"] == rb[f"prob_{n}"] == ""
+            else:
+                assert float(ra[f"prob_{n}"]) == pytest.approx(float(rb[f"prob_{n}"]), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_console_script_on_real_files(checkpoint, tmp_path, shared_data) -> None:
+    dicom = shared_data("dicom")
+    fullres = shared_data("chestxray14-fullres-samples", "images")
+    pngs = sorted(fullres.glob("*.png"))[:3]
+    out = tmp_path / "real.csv"
+    cmd = [sys.executable, "-m", "cxr_viewer.cli.triage", str(dicom), *map(str, pngs), "-o", str(out),
+           "--model", str(checkpoint), "--no-fast", "--workers", "2", "--batch-size", "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = _read(out)
+    n_dicom = len(list(dicom.glob("*.dcm")))
+    assert len(rows) == n_dicom + len(pngs)  # the licence file inside the folder is not a study
+    ok = [r for r in rows if not r["error"]]
+    assert len(ok) >= len(pngs) + 1
+    for r in ok:
+        probs = [float(r[f"prob_{n}"]) for n in cral_model.CLASS_NAMES]
+        assert all(0.0 <= p <= 1.0 for p in probs)
+        assert len(r["top8"].split(";")) == 8
