@@ -293,6 +293,7 @@ def train_one_epoch(
     progress: bool = False,
     description: str = "train",
     on_step: Callable[[int], None] | None = None,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader`` with BCE-with-logits averaged over batch and classes.
 
@@ -304,6 +305,7 @@ def train_one_epoch(
         freeze_bn: keep batch-norm layers in eval mode (running statistics).
         progress: show a tqdm bar with the running loss and images/s.
         on_step: called with the step index after each optimizer step (tests use it to interrupt).
+        ema: an exponential moving average of the (unwrapped) model, updated after each step.
 
     Returns:
         ``{"loss": mean loss of this rank, "images": count, "seconds", "images_per_s"}``.
@@ -332,6 +334,8 @@ def train_one_epoch(
         else:
             loss.backward()
             optimizer.step()
+        if ema is not None:
+            ema.update_parameters(_unwrap(model))
         lv = float(loss.detach())
         if not math.isfinite(lv):
             raise FloatingPointError(f"loss is {lv} at step {step}; lower --lr or check the data")
@@ -528,24 +532,14 @@ def _export_best(
         "python": platform.python_version(),
         "train_config": cfg.replace(output=None).to_dict() | {"data_root": data_info.get("data_root")},
     }
-    dest = out / "best.safetensors"
-    for pad in range(4):
-        save_checkpoint(
-            _unwrap(model),
-            dest,
-            preprocessing=cfg.preprocess_config(),
-            thresholds=thresholds,
-            provenance=_nan_to_none(provenance),
-            metrics=_nan_to_none(metrics),
-        )
-        with open(dest, "rb") as fh:
-            first = fh.read(1)
-        # A safetensors file starts with its header length (little-endian u64). If its low byte happens
-        # to be 0x80 the file looks like a pickle to checkpoint._sniff and would be refused; changing the
-        # header length by a few bytes avoids that.
-        if first != b"\x80":
-            break
-        provenance["_pad"] = "." * (pad + 1)
+    save_checkpoint(
+        _unwrap(model),
+        out / "best.safetensors",
+        preprocessing=cfg.preprocess_config(),
+        thresholds=thresholds,
+        provenance=_nan_to_none(provenance),
+        metrics=_nan_to_none(metrics),
+    )
 
 
 def fit(
@@ -634,7 +628,9 @@ def _fit(
     pre = cfg.preprocess_config()
     cache = _auto_cache(splits.train, cfg.cache_images)
     train_ds = ImageDataset(
-        splits.train, TrainPreset(pre, scale=cfg.crop_scale, hflip=cfg.hflip), cache=cache
+        splits.train, TrainPreset(
+            pre, scale=cfg.crop_scale, hflip=cfg.hflip, rotate=cfg.rotate, intensity=cfg.intensity
+        ), cache=cache
     )
     train_sampler = EpochSampler(
         len(train_ds), shuffle=True, seed=cfg.seed, num_replicas=info.world_size, rank=info.rank
@@ -678,11 +674,22 @@ def _fit(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
 
+    ema = None
+    if cfg.ema_decay is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        # Batch-norm running statistics are averaged too (use_buffers), so the average is usable as is.
+        ema = AveragedModel(_unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+
     start_epoch, best_epoch, best_auc = 0, None, -math.inf
     history: list[dict[str, Any]] = []
     if resume is not None:
         state = load_train_state(resume)
         model.load_state_dict(state["model"])
+        if ema is not None:
+            if state.get("ema") is None:
+                raise ValueError(f"{resume} has no weight average but this run sets ema_decay")
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -720,6 +727,7 @@ def _fit(
             progress=cfg.progress and info.is_main,
             description=f"epoch {epoch + 1}/{cfg.epochs}",
             on_step=_bind_epoch(on_step, epoch),
+            ema=ema,
         )
         (loss,) = all_reduce_mean([stats["loss"]], info)
         record: dict[str, Any] = {
@@ -730,9 +738,11 @@ def _fit(
             "train_seconds": stats["seconds"],
         }
         result = None
+        # With ema_decay the averaged weights are the model: validated, selected and exported.
+        scored = ema.module if ema is not None else model
         if val_loader is not None and splits.val is not None:
             result = evaluate(
-                model, val_loader, len(splits.val), precision=precision, info=info, progress=False
+                scored, val_loader, len(splits.val), precision=precision, info=info, progress=False
             )
             record.update(
                 {
@@ -743,6 +753,9 @@ def _fit(
             )
         score = result.mean_auc if result is not None else float(epoch)
         improved = not math.isnan(score) and score > best_auc
+        if cfg.export == "last":  # every epoch replaces the export: the final one stays
+            improved = True
+            best_auc = score if not math.isnan(score) else -math.inf
         if best_epoch is None and not improved:  # all-undefined validation AUC: still export something
             improved = True
         if improved:
@@ -752,13 +765,14 @@ def _fit(
         if info.is_main:
             if improved:
                 _export_best(
-                    model, out, cfg, epoch=epoch, result=result, data_info=splits.info, command=command
+                    scored, out, cfg, epoch=epoch, result=result, data_info=splits.info, command=command
                 )
             state = {
                 "format": STATE_FORMAT,
                 "version": STATE_VERSION,
                 "epoch": epoch + 1,
                 "model": _unwrap(model).state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "rng": _rng_state(),
@@ -780,7 +794,7 @@ def _fit(
                 loss,
                 record["train_images_per_s"],
                 val_txt,
-                " (best)" if improved else "",
+                (" (exported)" if cfg.export == "last" else " (best)") if improved else "",
             )
         barrier(info)
     return FitResult(

@@ -105,10 +105,13 @@ def preprocess_batch(images: Sequence[np.ndarray], cfg: PreprocessConfig) -> tor
 
 
 class TrainTransform:
-    """Training augmentation on top of the same pipeline: random resized crop + horizontal flip.
+    """Training augmentation on top of the same pipeline.
 
-    The crop is taken from the ``resize`` x ``resize`` image (the paper: resize 256, random resized crop
-    224). Randomness comes from torch's global generator (seed it, and seed each DataLoader worker).
+    Random resized crop (the paper: resize 256, random resized crop 224) of the ``resize`` x ``resize``
+    image, horizontal flip, and optionally a random rotation of up to ``rotate`` degrees (zero padding
+    outside the image) and a random contrast/brightness change of up to ``intensity`` (in [0, 1] grey
+    units, clipped). Randomness comes from torch's global generator (seed it, and seed each DataLoader
+    worker). With ``rotate`` and ``intensity`` off, the draws are exactly those of crop + flip.
     """
 
     def __init__(
@@ -117,8 +120,11 @@ class TrainTransform:
         scale: tuple[float, float] = (0.08, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         hflip: bool = True,
+        rotate: float = 0.0,
+        intensity: float = 0.0,
     ) -> None:
         self.cfg, self.scale, self.ratio, self.hflip = cfg, scale, ratio, hflip
+        self.rotate, self.intensity = float(rotate), float(intensity)
 
     def _crop_box(self, size: int) -> tuple[int, int, int, int]:
         # torchvision's RandomResizedCrop.get_params, on a square image, drawing from torch's generator.
@@ -135,6 +141,14 @@ class TrainTransform:
                 return i, j, h, w
         return 0, 0, size, size
 
+    def _rotate(self, x: torch.Tensor, degrees: float) -> torch.Tensor:
+        """(1, 1, S, S) rotated by ``degrees`` about the centre, bilinear, zeros outside."""
+        t = math.radians(degrees)
+        c, s = math.cos(t), math.sin(t)
+        theta = torch.tensor([[[c, -s, 0.0], [s, c, 0.0]]], dtype=x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         """Returns a float32 tensor (C, input_size, input_size)."""
         cfg = self.cfg
@@ -142,9 +156,15 @@ class TrainTransform:
         i, j, h, w = self._crop_box(cfg.resize)
         x = x[..., i : i + h, j : j + w]
         x = F.interpolate(x, size=(cfg.input_size,) * 2, mode="bilinear", align_corners=False, antialias=True)
+        if self.rotate > 0:
+            x = self._rotate(x, torch.empty(1).uniform_(-self.rotate, self.rotate).item())
         x = x[0]
         if self.hflip and torch.rand(1).item() < 0.5:
             x = x.flip(-1)
+        if self.intensity > 0:
+            contrast = torch.empty(1).uniform_(1 - self.intensity, 1 + self.intensity).item()
+            bright = torch.empty(1).uniform_(-self.intensity / 2, self.intensity / 2).item()
+            x = ((x - 0.5) * contrast + 0.5 + bright).clamp(0.0, 1.0)
         return _normalize(x, cfg).clone()
 
 

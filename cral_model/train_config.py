@@ -36,9 +36,15 @@ class TrainConfig:
     Model: backbone, attention, mode, att_channels, pretrained (``"imagenet"`` or ``"none"``).
     Preprocessing: input_size (network input), resize (None = input_size * 256 / 224, the paper's
         ratio), base_size (optional first down-resize, see `PreprocessConfig`), crop_scale (random
-        resized crop area range), hflip.
+        resized crop area range), hflip, rotate (maximum random rotation in degrees, 0 = off),
+        intensity (random contrast and brightness change of up to this fraction, 0 = off). The paper's
+        recipe is crop + flip only; rotate/intensity are extra regularisation for tiny data sets.
     Optimisation: epochs, batch_size (global: split evenly over distributed ranks), lr, momentum,
-        weight_decay, lr_steps (epochs after which lr is multiplied by lr_gamma), lr_gamma.
+        weight_decay, lr_steps (epochs after which lr is multiplied by lr_gamma), lr_gamma,
+        ema_decay (None = off; else validation and export use an exponential moving average of the
+        weights, updated after every step with this decay), export (``best``: the epoch with the best
+        validation mean AUC, the paper's model selection; ``last``: the final epoch, which does not
+        select on a small, noisy validation split).
     Runtime: workers (DataLoader processes per rank), seed, device (``auto``/``cpu``/``cuda``/
         ``cuda:N``), amp (CUDA mixed precision), channels_last (CUDA), deterministic (None = on for
         CPU, off for CUDA), threads (torch CPU threads, None = torch default), freeze_bn (batch-norm
@@ -69,6 +75,8 @@ class TrainConfig:
     base_size: int | None = None
     crop_scale: tuple[float, float] = (0.08, 1.0)
     hflip: bool = True
+    rotate: float = 0.0
+    intensity: float = 0.0
     # optimisation
     epochs: int = 30
     batch_size: int = 64
@@ -77,6 +85,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     lr_steps: tuple[int, ...] = (20,)
     lr_gamma: float = 0.1
+    ema_decay: float | None = None
+    export: str = "best"
     # runtime
     workers: int = 4
     seed: int = 0
@@ -103,6 +113,14 @@ class TrainConfig:
             raise ConfigError("lr must be > 0")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ConfigError(f"crop_scale must be (lo, hi) with 0 < lo <= hi <= 1, got {self.crop_scale}")
+        if not 0.0 <= self.rotate <= 180.0:
+            raise ConfigError(f"rotate must be in [0, 180] degrees, got {self.rotate}")
+        if not 0.0 <= self.intensity < 1.0:
+            raise ConfigError(f"intensity must be in [0, 1), got {self.intensity}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+        if self.export not in ("best", "last"):
+            raise ConfigError(f"export must be 'best' or 'last', got {self.export!r}")
         if self.max_train_images is not None and self.max_train_images < 1:
             raise ConfigError("max_train_images must be >= 1")
         # Validate the derived configs early, with their own messages.

@@ -81,6 +81,10 @@ def get_parser() -> argparse.ArgumentParser:
         "--crop-scale", type=float, nargs=2, metavar=("LO", "HI"), help="random resized crop area [0.08 1]"
     )
     a.add_argument("--hflip", action=_BOOL, help="random horizontal flip [on]")
+    a.add_argument("--rotate", type=float, help="random rotation up to this many degrees [0: off]")
+    a.add_argument(
+        "--intensity", type=float, help="random contrast/brightness change up to this fraction [0: off]"
+    )
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help="[30]")
     o.add_argument("--batch-size", type=int, help="global batch, split over distributed ranks [64]")
@@ -89,6 +93,14 @@ def get_parser() -> argparse.ArgumentParser:
     o.add_argument("--weight-decay", type=float, help="[1e-4]")
     o.add_argument("--lr-steps", type=int, nargs="*", help="epochs after which lr *= lr-gamma [20]")
     o.add_argument("--lr-gamma", type=float, help="[0.1]")
+    o.add_argument(
+        "--ema-decay", type=float, help="validate and export a moving average of the weights [off]"
+    )
+    o.add_argument(
+        "--export",
+        choices=("best", "last"),
+        help="exported epoch: best validation mean AUC, or the last [best]",
+    )
     r = p.add_argument_group("runtime")
     r.add_argument("--output", help="run folder (config.yaml, last.pt, best.safetensors, log.jsonl)")
     r.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")

@@ -30,16 +30,23 @@ class EvalPreset:
 
 
 class TrainPreset:
-    """Random resized crop (``scale``) of the resized image + horizontal flip, then the same normalisation.
+    """Random resized crop (``scale``) of the resized image + horizontal flip (+ optional rotation and
+    intensity jitter, see `cral_model.preprocessing.TrainTransform`), then the same normalisation.
 
     Randomness comes from torch's global generator, which `ImageDataset` seeds per sample.
     """
 
     def __init__(
-        self, cfg: PreprocessConfig, *, scale: tuple[float, float] = (0.08, 1.0), hflip: bool = True
+        self,
+        cfg: PreprocessConfig,
+        *,
+        scale: tuple[float, float] = (0.08, 1.0),
+        hflip: bool = True,
+        rotate: float = 0.0,
+        intensity: float = 0.0,
     ):
         self.cfg = cfg
-        self._t = train_transform(cfg, scale=tuple(scale), hflip=hflip)
+        self._t = train_transform(cfg, scale=tuple(scale), hflip=hflip, rotate=rotate, intensity=intensity)
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         return self._t(image)

@@ -91,3 +91,34 @@ def test_train_transform_is_random_but_seeded():
     assert a.shape == (3, 64, 64)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a, c)
+
+
+def _unnormalise(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    mean = torch.tensor(cfg.mean).view(-1, 1, 1)
+    std = torch.tensor(cfg.std).view(-1, 1, 1)
+    return x * std + mean
+
+
+def test_rotation_and_intensity_augmentation():
+    cfg = PreprocessConfig(input_size=64, resize=64)
+    im = np.zeros((64, 64), np.uint8)
+    im[:, 28:36] = 255  # a vertical bar
+    plain = train_transform(cfg, scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=False)
+    rotated = train_transform(cfg, scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=False, rotate=45.0)
+    torch.manual_seed(0)
+    a = _unnormalise(plain(im), cfg)[0]
+    torch.manual_seed(0)
+    b = _unnormalise(rotated(im), cfg)[0]
+    # Still a bar through the centre, but no longer vertical: the top row's bright pixels move sideways.
+    assert b[32, 28:36].mean() > 0.9
+    assert not torch.allclose(a[2], b[2], atol=0.2)
+    seen = []
+    jitter = train_transform(cfg, scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=False, intensity=0.3)
+    grey = np.full((64, 64), 128, np.uint8)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        v = _unnormalise(jitter(grey), cfg)
+        assert float(v.min()) >= -1e-5 and float(v.max()) <= 1 + 1e-5
+        seen.append(float(v.mean()))
+    assert max(seen) - min(seen) > 0.1  # brightness varies
+    assert all(abs(s - 128 / 255) <= 0.15 + 1e-3 for s in seen)  # by at most intensity / 2

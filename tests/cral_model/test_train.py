@@ -236,3 +236,42 @@ def test_train_and_eval_on_own_csv(synth_root: Path, tmp_path: Path) -> None:
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["n_images"] == 6
     assert metrics["evaluated"]["source"] == "csv"
+
+
+def test_ema_and_export_last_resume_exactly(synth_root: Path, tmp_path: Path) -> None:
+    """The weight average is validated, exported and resumed; export=last keeps the final epoch."""
+    kw = {"ema_decay": 0.9, "export": "last", "rotate": 10.0, "intensity": 0.2}
+    full = tmp_path / "full"
+    result = fit(_tiny_cfg(synth_root, full, **kw))
+    assert result.best_epoch == 3  # the last epoch, whatever the validation AUC did
+    state = load_train_state(full / "last.pt")
+    assert state["ema"] is not None and int(state["ema"]["n_averaged"]) > 0
+    from safetensors.torch import load_file
+
+    exported = load_file(full / "best.safetensors")
+    ema_weights = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    # The export is the average (rounded to the checkpoint's dtype), not the raw weights.
+    k = "head.weight"
+    assert torch.allclose(exported[k].float(), ema_weights[k].float(), atol=1e-3)
+    assert not torch.allclose(ema_weights[k], state["model"][k])
+
+    part = tmp_path / "part"
+
+    def crash(epoch: int, step: int) -> None:
+        if epoch == 1 and step == 0:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        fit(_tiny_cfg(synth_root, part, **kw), on_step=crash)
+    assert train_main(["--output", str(part), "--resume", "--no-progress"]) == 0
+    b = load_train_state(part / "last.pt")
+    _assert_same_weights(state["model"], b["model"])
+    _assert_same_weights(state["ema"], b["ema"])
+
+
+def test_train_options_validated() -> None:
+    from cral_model.config import ConfigError
+
+    for bad in ({"rotate": -1.0}, {"intensity": 1.5}, {"ema_decay": 1.0}, {"export": "first"}):
+        with pytest.raises(ConfigError):
+            TrainConfig(**bad)
