@@ -1,7 +1,7 @@
 """Headless batch triage: many files -> one row of findings per file (Qt-free, torch imported lazily).
 
-The pipeline overlaps decoding with inference: a thread pool reads files (:func:`cxr_viewer.core.io.load_image`)
-and preprocesses them (the predictor's own ``prepare``) while the calling thread runs the model on the
+The pipeline overlaps decoding with inference: a thread pool reads files
+(:func:`cxr_viewer.core.io.load_image`) and preprocesses them (the predictor's own ``prepare``) while the calling thread runs the model on the
 previous batch. Decoders (Pillow, pydicom's codecs), torch's resize and the model (PyTorch or ONNX
 Runtime) release the GIL for their heavy parts, so threads are enough and nothing is pickled.
 
@@ -174,7 +174,9 @@ def triage_files(
             reason = f"analysis failed: {type(exc).__name__}: {_short(exc)}"[:_MAX_REASON]
             errors.append(TriageRow(str(items[0][0]), reason))
         else:
-            done.extend(_row(p, pred, class_names, thresholds) for (p, _), pred in zip(items, preds, strict=True))
+            done.extend(
+                _row(p, pred, class_names, thresholds) for (p, _), pred in zip(items, preds, strict=True)
+            )
 
     def flush() -> None:
         if pending:

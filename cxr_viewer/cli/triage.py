@@ -42,8 +42,12 @@ def get_parser() -> argparse.ArgumentParser:
         prog="cxr-triage",
         description="Batch chest X-ray triage to CSV (research demonstration, not for clinical use).",
     )
-    p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER", help="images (DICOM, PNG, JPEG...) or folders")
-    p.add_argument("-o", "--output", required=True, metavar="results.csv", help="CSV file to write ('-': stdout)")
+    p.add_argument(
+        "paths", nargs="+", metavar="FILE_OR_FOLDER", help="images (DICOM, PNG, JPEG...) or folders"
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="results.csv", help="CSV file to write ('-': stdout)"
+    )
     p.add_argument(
         "--model",
         metavar="CHECKPOINT",
@@ -60,7 +64,9 @@ def get_parser() -> argparse.ArgumentParser:
         "(default: on, unless $CXR_TRIAGE_FAST=off)",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all cores)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar on stderr")
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar on stderr"
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 

@@ -60,7 +60,9 @@ def _read(path: Path) -> list[dict[str, str]]:
 
 def test_folder_to_csv_matches_the_predictor(checkpoint, study_dir, tmp_path, capsys) -> None:
     out = tmp_path / "results.csv"
-    code = main([str(study_dir), "-o", str(out), "--model", str(checkpoint), "--no-fast", "--batch-size", "2"])
+    code = main(
+        [str(study_dir), "-o", str(out), "--model", str(checkpoint), "--no-fast", "--batch-size", "2"]
+    )
     assert code == 0
     rows = _read(out)
     names = cral_model.CLASS_NAMES
@@ -72,7 +74,8 @@ def test_folder_to_csv_matches_the_predictor(checkpoint, study_dir, tmp_path, ca
     assert len(ok) == 5
     assert [Path(r["file"]).name for r in bad] == ["broken.png"]
     assert bad[0]["error"].startswith("cannot decode PNG")
-    assert bad[0]["triage_score"] == "" and bad[0]["top8"] == ""
+    assert bad[0]["triage_score"] == ""
+    assert bad[0]["top8"] == ""
     assert rows[-1] is bad[0]  # error rows come last
     scores = [float(r["triage_score"]) for r in ok]
     assert scores == sorted(scores, reverse=True)
@@ -131,8 +134,21 @@ def test_named_non_image_and_missing_files_are_error_rows(checkpoint, tmp_path) 
     note = tmp_path / "note.txt"
     note.write_text("hello")
     out = tmp_path / "r.csv"
-    assert main([str(note), str(tmp_path / "gone.dcm"), "-o", str(out), "--model", str(checkpoint), "--no-fast",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                str(note),
+                str(tmp_path / "gone.dcm"),
+                "-o",
+                str(out),
+                "--model",
+                str(checkpoint),
+                "--no-fast",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     rows = _read(out)
     assert {Path(r["file"]).name: r["error"] for r in rows} == {
         "note.txt": "not an image (unrecognised file type)",
@@ -148,7 +164,9 @@ def test_it_cannot_run_without_a_usable_model_or_output(checkpoint, study_dir, t
     assert main([str(study_dir), "-o", str(tmp_path / "a.csv"), "--model", str(bad)]) == 1
     assert not (tmp_path / "a.csv").exists()
     out = tmp_path / "no-such-dir" / "a.csv"
-    assert main([str(study_dir), "-o", str(out), "--model", str(checkpoint), "--no-fast", "--no-progress"]) == 1
+    assert (
+        main([str(study_dir), "-o", str(out), "--model", str(checkpoint), "--no-fast", "--no-progress"]) == 1
+    )
     with pytest.raises(SystemExit) as exc:
         main([str(study_dir), "-o", str(tmp_path / "a.csv"), "--batch-size", "0"])
     assert exc.value.code == 2
@@ -159,7 +177,10 @@ def test_write_csv_to_a_stream_leaves_error_cells_empty() -> None:
 
     buf = io.StringIO()
     write_csv([TriageRow("x.png", "does not exist")], ("A", "B"), buf)
-    assert buf.getvalue().splitlines() == ["file,error,triage_score,prob_A,prob_B,flags,top8", "x.png,does not exist,,,,,"]
+    assert buf.getvalue().splitlines() == [
+        "file,error,triage_score,prob_A,prob_B,flags,top8",
+        "x.png,does not exist,,,,,",
+    ]
 
 
 @pytest.mark.slow
@@ -190,8 +211,22 @@ def test_console_script_on_real_files(checkpoint, tmp_path, shared_data) -> None
     fullres = shared_data("chestxray14-fullres-samples", "images")
     pngs = sorted(fullres.glob("*.png"))[:3]
     out = tmp_path / "real.csv"
-    cmd = [sys.executable, "-m", "cxr_viewer.cli.triage", str(dicom), *map(str, pngs), "-o", str(out),
-           "--model", str(checkpoint), "--no-fast", "--workers", "2", "--batch-size", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cxr_viewer.cli.triage",
+        str(dicom),
+        *map(str, pngs),
+        "-o",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--no-fast",
+        "--workers",
+        "2",
+        "--batch-size",
+        "4",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = _read(out)
