@@ -26,11 +26,11 @@ if TYPE_CHECKING:
     from cxr_viewer.core.image import XrayImage
 
 __all__ = [
+    "FAST_ENV",
     "ModelInfo",
     "PredictionLike",
     "Predictor",
     "attention_region",
-    "FAST_ENV",
     "default_model_path",
     "fast_mode",
     "load_predictor",
