@@ -2,8 +2,9 @@
 
 The pipeline overlaps decoding with inference: a thread pool reads files
 (:func:`cxr_viewer.core.io.load_image`) and preprocesses them (the predictor's own ``prepare``) while
-the calling thread runs the model on the previous batch. Decoders (Pillow, pydicom's codecs), torch's resize and the model (PyTorch or ONNX
-Runtime) release the GIL for their heavy parts, so threads are enough and nothing is pickled.
+the calling thread runs the model on the previous batch. Decoders (Pillow, pydicom's codecs), torch's
+resize and the model (PyTorch or ONNX Runtime) release the GIL for their heavy parts, so threads are
+enough and nothing is pickled.
 
 A file that cannot be read or analysed becomes a row with its ``error``; the other files go on.
 
