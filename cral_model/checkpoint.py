@@ -19,8 +19,9 @@ import hashlib
 import json
 import os
 import struct
+import secrets
+import stat
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,17 +189,51 @@ def save_checkpoint(
 
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
+    tmp = _reserve_temporary(dest)
     try:
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)  # 0666 & ~umask, applied by the kernel
         save_file(tensors, tmp, metadata={_META_KEY: text})
+        os.chmod(tmp, mode)  # safetensors may replace the file with its own 0600 temporary
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _fsync_dir(dest.parent)
     return dest
+
+
+def _reserve_temporary(dest: Path) -> str:
+    """Create an empty, unique ``dest.<random>.tmp`` beside ``dest`` and return its path.
+
+    Unlike `tempfile.mkstemp` (always 0600), the file is created with mode 0666 so the process umask
+    applies as for any other file the user saves (0644 with the usual umask 022), without reading or
+    changing the process-wide umask (racy with other threads).
+    """
+    for _ in range(100):
+        tmp = dest.parent / f"{dest.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return str(tmp)
+    raise FileExistsError(f"cannot create a temporary file beside {dest}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _json_default(obj: Any) -> Any:
@@ -210,26 +245,56 @@ def _json_default(obj: Any) -> Any:
 
 
 def _sniff(path: Path) -> None:
-    """Refuse anything that is not a safetensors file, naming what it looks like."""
+    """Refuse anything that is not a safetensors file, naming what it looks like.
+
+    A safetensors file starts with its header length ``n`` (little-endian u64) and then ``n`` bytes of
+    UTF-8 JSON holding an object. That is checked first, fully (length sane against the file size, JSON
+    object parses), because the length's first byte may be anything, 0x80 included, which is also the
+    first byte of a pickle (PROTO opcode). Only a file that is not a safetensors file is then matched
+    against PyTorch's formats (zip: ``PK\x03\x04``; legacy pickle: ``\x80`` + protocol 2-5) for the
+    explanatory refusal. Nothing here unpickles.
+    """
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
-            head = fh.read(9)
+            head = fh.read(8)
+            header = _read_header(fh, head, size)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path.name} is a folder, not a checkpoint file") from None
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+    if header is not None:
+        return
+    is_zip = head[:4] == b"PK\x03\x04"
+    is_pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    if is_zip or is_pickle:
         raise CheckpointError(
             f"{path.name} is a PyTorch pickle checkpoint (torch.save format). Pickle files can execute "
             "code when loaded, so this program never opens them. Convert a plain state dict with "
             "`cral-convert IN.pt OUT.safetensors --backbone ...` (it uses torch.load(weights_only=True))."
         )
-    if len(head) < 9:
+    if size < 10:
         raise CheckpointError(f"{path.name} is not a safetensors checkpoint (only {size} bytes)")
-    (n,) = struct.unpack("<Q", head[:8])
-    if n > _MAX_HEADER or n + 8 > size or head[8:9] != b"{":
-        raise CheckpointError(f"{path.name} is not a safetensors checkpoint (bad or truncated header)")
+    raise CheckpointError(f"{path.name} is not a safetensors checkpoint (bad or truncated header)")
+
+
+def _read_header(fh: Any, head: bytes, size: int) -> dict[str, Any] | None:
+    """The parsed safetensors header (a JSON object) or None when ``fh`` is not a safetensors file."""
+    if len(head) < 8:
+        return None
+    (n,) = struct.unpack("<Q", head)
+    if n < 2 or n > _MAX_HEADER or n + 8 > size:
+        return None
+    raw = fh.read(n)
+    if len(raw) != n or raw[:1] != b"{":
+        return None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return header if isinstance(header, dict) else None
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -71,15 +71,19 @@ def convert_state_dict(
         raise ConversionError(f"cannot read {src}: {exc}") from exc
     state = {_strip(k): v for k, v in _find_state_dict(obj).items()}
     model = build_model_from_config(config)
-    result = model.load_state_dict(state, strict=False)
     expected = model.state_dict()
+    # Compare names and shapes before load_state_dict, which raises a bare RuntimeError on a shape
+    # mismatch even with strict=False (e.g. weights for another class count).
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
     bad = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
-    if result.missing_keys or result.unexpected_keys or bad:
+    if missing or unexpected or bad:
         raise ConversionError(
             f"the weights do not fit {config.backbone}/{config.attention}/{config.mode} with "
-            f"{config.num_classes} classes: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}, shape mismatch {bad[:5]}"
+            f"{config.num_classes} classes: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, shape mismatch {bad[:5]}"
         )
+    model.load_state_dict(state, strict=True)
     return save_checkpoint(
         model,
         dest,
