@@ -79,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName(ORG_NAME)
     app.setApplicationName(APP_NAME)
+    app.setDesktopFileName("cxr-viewer")  # matches packaging/linux/cxr-viewer.desktop (taskbar icon)
+    icon = _icon_path()
+    if icon is not None:
+        from PySide6.QtGui import QIcon
+
+        app.setWindowIcon(QIcon(str(icon)))
 
     from cxr_viewer.qt.main_window import MainWindow
 
@@ -90,6 +96,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.paths:
         window.open_paths(args.paths)
     return int(app.exec())
+
+
+def _icon_path() -> Path | None:
+    """resources/icons/cxr-triage.svg beside the source tree, or inside a PyInstaller bundle."""
+    roots = [Path(__file__).resolve().parents[1]]
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:
+        roots.insert(0, Path(bundle))
+    for root in roots:
+        for name in ("cxr-triage.svg", "cxr-triage-256.png"):
+            candidate = root / "resources" / "icons" / name
+            if candidate.is_file():
+                return candidate
+    return None
 
 
 def _wait(app: object, condition: object, timeout: float) -> bool:
