@@ -5,9 +5,11 @@ The model (probabilities, attention maps, class-agnostic map) is exported once w
 the variant and the library versions, so later starts load it in well under a second. ``int8`` adds
 static post-training quantisation (QDQ, per-channel weights) calibrated on preprocessed images.
 
-Why ONNX Runtime (see ``benchmarks/``): measured side by side against eager PyTorch, channels-last and
-TorchScript freezing on this project's models, it is the fastest CPU option that keeps probabilities
-within 1e-5 of eager fp32 (fp32 variant).
+Why ONNX Runtime fp32 (see ``docs/PERFORMANCE.md``, ``python -m benchmarks``): measured side by side
+against eager PyTorch, channels-last, TorchScript freezing, ``torch.compile`` and int8 quantisation on
+this project's models, it is the fastest CPU option that keeps probabilities within 1e-6 of eager fp32.
+int8 static quantisation was slightly faster at batch 16 but moved probabilities by up to 0.03 and
+changed the top-8 order of most images; dynamic int8 was slower (ConvInteger has no fast kernels).
 """
 
 from __future__ import annotations
@@ -143,7 +145,9 @@ class OnnxRunner:
         if variant not in FAST_VARIANTS:
             raise ValueError(f"variant must be one of {FAST_VARIANTS}")
         if not fast_path_available():
-            raise FastPathUnavailable("onnxruntime and onnx are needed for the fast path (pip install onnxruntime onnx)")
+            raise FastPathUnavailable(
+                "onnxruntime and onnx are needed for the fast path (pip install onnxruntime onnx)"
+            )
         import onnxruntime as ort
 
         self.variant = variant
@@ -152,7 +156,9 @@ class OnnxRunner:
         if variant == "int8":
             if calibration is None or len(calibration) == 0:
                 raise ValueError("int8 needs calibration images")
-            versions += "|" + hashlib.sha256(np.ascontiguousarray(calibration, np.float32).tobytes()).hexdigest()
+            versions += (
+                "|" + hashlib.sha256(np.ascontiguousarray(calibration, np.float32).tobytes()).hexdigest()
+            )
         key = hashlib.sha256(versions.encode()).hexdigest()[:24]
         path = cache / "onnx" / f"cral-{key}.onnx"
         if not path.is_file():
@@ -163,7 +169,9 @@ class OnnxRunner:
                     _export(model, input_size, fp32)
                     if variant == "int8":
                         assert calibration is not None
-                        _quantize(fp32, Path(tmp) / "int8.onnx", np.ascontiguousarray(calibration, np.float32))
+                        _quantize(
+                            fp32, Path(tmp) / "int8.onnx", np.ascontiguousarray(calibration, np.float32)
+                        )
                         fp32 = Path(tmp) / "int8.onnx"
                 except Exception as exc:  # exporter errors come in many types
                     raise FastPathUnavailable(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
@@ -173,6 +181,10 @@ class OnnxRunner:
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # No busy-waiting between runs: spinning pool threads keep a core busy for a while after each
+        # call, which on a small or shared machine slows the GUI thread and the decode threads that run
+        # beside inference (measured in benchmarks/: without spinning ORT itself was also faster there).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 

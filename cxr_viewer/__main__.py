@@ -2,7 +2,7 @@
 
 Usage::
 
-    cxr-viewer [FILE_OR_FOLDER ...] [--model CHECKPOINT | --no-model]
+    cxr-viewer [FILE_OR_FOLDER ...] [--model CHECKPOINT | --no-model] [--no-fast]
     cxr-viewer --screenshot OUT.png FILE ... [--select-finding N] [--size 1400x860]
 
 With ``--screenshot`` the window opens the files, waits for the analysis of the first one, selects its
@@ -40,6 +40,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="a cral-train checkpoint (*.safetensors); default: the bundled demo model, or $CXR_TRIAGE_MODEL",
     )
     model.add_argument("--no-model", action="store_true", help="view images only")
+    parser.add_argument(
+        "--fast",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="CPU fast path (ONNX Runtime) when it is available; --no-fast runs eager PyTorch "
+        "(default: on, unless $CXR_TRIAGE_FAST=off)",
+    )
     parser.add_argument(
         "--screenshot", metavar="OUT.png", help="headless: save a picture of the window and exit"
     )
@@ -86,10 +93,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         app.setWindowIcon(QIcon(str(icon)))
 
+    from functools import partial
+
+    from PySide6.QtCore import QTimer
+
+    from cxr_viewer.inference import fast_mode, load_predictor
     from cxr_viewer.qt.main_window import MainWindow
+    from cxr_viewer.qt.worker import hold_model_loading, release_model_loading
 
     model_path: str | None = None if args.no_model else (args.model or "")
-    window = MainWindow(model_path=model_path, cpu_threads="auto")
+    # torch is imported by the model loading on the worker thread; let it start once the window is up
+    hold_model_loading()
+    QTimer.singleShot(0, release_model_loading)  # runs once the event loop has shown the window
+    window = MainWindow(
+        model_path=model_path,
+        predictor_factory=partial(load_predictor, fast=fast_mode(args.fast)),
+        cpu_threads="auto",
+    )
     if args.screenshot:
         return _screenshot(app, window, args)
     window.show()

@@ -23,11 +23,35 @@ from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image
 from cxr_viewer.core.windowing import apply_window, auto_window
 from cxr_viewer.inference import Predictor, describe, load_predictor
 
-__all__ = ["InferenceWorker", "LoaderWorker", "WorkerThread", "make_thumbnail"]
+__all__ = [
+    "InferenceWorker",
+    "LoaderWorker",
+    "WorkerThread",
+    "hold_model_loading",
+    "make_thumbnail",
+    "release_model_loading",
+]
 
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 64
+
+# Model loading imports torch (about a second of mostly GIL-holding Python). The app holds it back until
+# its window has been painted, so that the import never competes with building and showing the window;
+# the timeout makes sure a missed release can only delay the model, never block it.
+_model_gate = threading.Event()
+_model_gate.set()
+_GATE_TIMEOUT_S = 5.0
+
+
+def hold_model_loading() -> None:
+    """Make :meth:`InferenceWorker.load_model` wait until :func:`release_model_loading` (or 5 s)."""
+    _model_gate.clear()
+
+
+def release_model_loading() -> None:
+    """Let held model loading go on (call once the window is shown)."""
+    _model_gate.set()
 
 
 def make_thumbnail(
@@ -143,6 +167,7 @@ class InferenceWorker(_Cancellable):
         The default is looked up here, on the worker thread, because finding it imports ``cral_model``
         (and so torch), which would otherwise delay the window.
         """
+        _model_gate.wait(_GATE_TIMEOUT_S)
         if not path:
             try:
                 from cxr_viewer.inference import default_model_path
@@ -158,6 +183,9 @@ class InferenceWorker(_Cancellable):
                 return
             path = str(default)
         try:
+            # before the predictor exists: a fast-path (ONNX Runtime) session takes its thread count from
+            # torch's setting when it is created
+            self._limit_cpu_threads(None)
             predictor = self._factory(path)
             self._limit_cpu_threads(predictor)
         except Exception as exc:
@@ -169,13 +197,11 @@ class InferenceWorker(_Cancellable):
         self.model_loaded.emit(describe(predictor, path))
 
     def _limit_cpu_threads(self, predictor: Any) -> None:
-        if str(getattr(predictor, "device", "cpu")) != "cpu":
+        if self._cpu_threads is None or str(getattr(predictor, "device", "cpu")) != "cpu":
             return
         try:
             import torch
         except ImportError:  # a fake predictor in tests
-            return
-        if self._cpu_threads is None:
             return
         auto = max(1, (os.cpu_count() or 2) - 1)
         n = auto if self._cpu_threads == "auto" else int(self._cpu_threads)

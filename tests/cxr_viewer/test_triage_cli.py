@@ -238,3 +238,22 @@ def test_console_script_on_real_files(checkpoint, tmp_path, shared_data) -> None
         probs = [float(r[f"prob_{n}"]) for n in cral_model.CLASS_NAMES]
         assert all(0.0 <= p <= 1.0 for p in probs)
         assert len(r["top8"].split(";")) == 8
+
+
+def test_fast_switches(monkeypatch) -> None:
+    from cxr_viewer.__main__ import get_parser as viewer_parser
+    from cxr_viewer.cli.triage import get_parser as triage_parser
+    from cxr_viewer.inference import FAST_ENV, fast_mode
+
+    monkeypatch.delenv(FAST_ENV, raising=False)
+    assert fast_mode(None) == "auto"
+    assert fast_mode(True) == "auto"
+    assert fast_mode(False) == "off"
+    monkeypatch.setenv(FAST_ENV, "off")
+    assert fast_mode(None) == "off"
+    assert fast_mode(True) == "auto"  # an explicit --fast wins over the environment
+    monkeypatch.setenv(FAST_ENV, "int8")
+    assert fast_mode(None) == "int8"
+    assert viewer_parser().parse_args(["--no-fast"]).fast is False
+    assert viewer_parser().parse_args([]).fast is None
+    assert triage_parser().parse_args(["x", "-o", "y", "--no-fast"]).fast is False
