@@ -19,12 +19,23 @@ photometric interpretations are refused with a clear error rather than guessed.
 PNG (8/16-bit), JPEG, TIFF, BMP: via Pillow, EXIF orientation applied, grey kept, RGB converted to grey
 (one channel when all three are equal, luma otherwise).
 
-Error messages never contain header values, so they are safe to log.
+Limits (checked before anything is decoded, so a hostile header cannot make us allocate without
+bound): files above :data:`MAX_FILE_BYTES` and images whose declared rows x columns exceed
+:data:`MAX_PIXELS` are refused with :class:`ImageTooLargeError`. For compressed DICOM the size written
+inside the first frame's code stream (JPEG/JPEG-LS SOF, JPEG 2000 SIZ) is checked as well, since that
+is what the decoder allocates. Only regular files are opened (a FIFO or device would block or never end).
+
+Errors: every failure is an :class:`ImageLoadError`, more precisely one of :class:`UnreadableFileError`,
+:class:`NotAnImageError`, :class:`UnsupportedImageError`, :class:`CorruptImageError` and
+:class:`ImageTooLargeError`. Messages are one short line and never contain header values, so they are
+safe to log.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +50,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_FILE_BYTES",
+    "MAX_PIXELS",
+    "CorruptImageError",
     "FoundFile",
     "ImageLoadError",
+    "ImageTooLargeError",
+    "NotAnImageError",
+    "UnreadableFileError",
+    "UnsupportedImageError",
     "iter_study_files",
     "load_image",
     "sniff_format",
@@ -51,9 +69,38 @@ _DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _MAX_REASON = 240
 
+#: Largest image accepted, in pixels (rows x columns of one frame): 40 million, e.g. 6300 x 6300. The
+#: largest chest detectors are about 4300 x 4300 (18.5 MP). Bounds memory: about 10 bytes per pixel.
+MAX_PIXELS = 40_000_000
+#: Largest file accepted (1 GiB); a chest radiograph is at most some tens of MB.
+MAX_FILE_BYTES = 1 << 30
+
 
 class ImageLoadError(Exception):
-    """A file could not be turned into an image. ``str(err)`` is a short, log-safe reason."""
+    """A file could not be turned into an image. ``str(err)`` is a short, log-safe reason.
+
+    The subclasses say why; catch this base class to handle them all.
+    """
+
+
+class UnreadableFileError(ImageLoadError):
+    """The file cannot be opened or read (missing, permissions, a folder, a FIFO or device)."""
+
+
+class NotAnImageError(ImageLoadError):
+    """The file is not an image: unrecognised type, a DICOM object without pixel data, DICOMDIR."""
+
+
+class UnsupportedImageError(ImageLoadError):
+    """A real image in a form we do not show (e.g. PALETTE COLOR, unusual sample layout)."""
+
+
+class CorruptImageError(ImageLoadError):
+    """The file is damaged or inconsistent: truncated, undecodable, contradictory tags."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """The declared image or the file is above :data:`MAX_PIXELS` / :data:`MAX_FILE_BYTES`."""
 
 
 @dataclass(frozen=True)
@@ -116,25 +163,51 @@ def iter_study_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FoundF
         One :class:`FoundFile` per file: ``skip_reason`` None for things that look like images,
         otherwise why the file is skipped ("not an image", "unreadable: ..."). Files are not decoded
         here; a file that looks like an image but is broken fails later in :func:`load_image`.
+
+    Symbolic links to folders are followed, but every folder is visited once (by device and inode), so
+    link cycles end; a file reached twice is listed once. FIFOs, devices and sockets are skipped without
+    being opened.
     """
     seen: set[Path] = set()
+    seen_dirs: set[tuple[int, int]] = set()
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for f in sorted(files):
-                    if f.startswith("."):
-                        continue
-                    yield from _classify(Path(root) / f, seen)
-        elif p.exists():
+            yield from _walk(p, seen, seen_dirs)
+        elif p.exists() or p.is_symlink():
             yield from _classify(p, seen)
         else:
             yield FoundFile(p, "does not exist")
 
 
+def _walk(top: Path, seen: set[Path], seen_dirs: set[tuple[int, int]]) -> Iterator[FoundFile]:
+    def first_visit(folder: str) -> bool:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return False
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            return False
+        seen_dirs.add(key)
+        return True
+
+    if not first_visit(os.fspath(top)):
+        return
+    for root, dirs, files in os.walk(top, followlinks=True, onerror=None):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and first_visit(os.path.join(root, d)))
+        for f in sorted(files):
+            if f.startswith("."):
+                continue
+            yield from _classify(Path(root) / f, seen)
+
+
 def _classify(path: Path, seen: set[Path]) -> Iterator[FoundFile]:
-    key = path.resolve()
+    try:
+        key = path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: symlink loop (Python < 3.13)
+        yield FoundFile(path, "unreadable: symbolic link loop")
+        return
     if key in seen:
         return
     seen.add(key)
@@ -142,11 +215,32 @@ def _classify(path: Path, seen: set[Path]) -> Iterator[FoundFile]:
         yield FoundFile(path, "DICOMDIR index file, not an image")
         return
     try:
+        _check_regular_file(path)
         fmt = sniff_format(path)
+    except ImageLoadError as exc:
+        yield FoundFile(path, f"unreadable: {exc}")
+        return
     except OSError as exc:
         yield FoundFile(path, f"unreadable: {exc.strerror or type(exc).__name__}")
         return
     yield FoundFile(path, None if fmt is not None else "not an image (unrecognised file type)")
+
+
+def _check_regular_file(path: Path) -> int:
+    """Size of ``path`` in bytes; raises `UnreadableFileError` for anything but a regular file."""
+    try:
+        st = os.stat(path)
+    except RuntimeError:
+        raise UnreadableFileError("symbolic link loop") from None
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            raise UnreadableFileError("symbolic link loop") from None
+        raise UnreadableFileError(f"cannot open file: {exc.strerror or type(exc).__name__}") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise UnreadableFileError("is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnreadableFileError("not a regular file (FIFO, device or socket)")
+    return int(st.st_size)
 
 
 def load_image(path: str | os.PathLike[str]) -> XrayImage:
@@ -160,15 +254,22 @@ def load_image(path: str | os.PathLike[str]) -> XrayImage:
 
     Raises:
         ImageLoadError: for anything that prevents showing the image; the message is a short reason
-            that contains no patient data.
+            that contains no patient data. The subclass says what kind of problem it is
+            (:class:`UnreadableFileError`, :class:`NotAnImageError`, :class:`UnsupportedImageError`,
+            :class:`CorruptImageError`, :class:`ImageTooLargeError`).
     """
     p = Path(path)
+    size = _check_regular_file(p)
+    if size == 0:
+        raise NotAnImageError("empty file (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise ImageTooLargeError(f"file too large ({size / 2**20:.0f} MiB; limit {MAX_FILE_BYTES >> 20} MiB)")
     try:
         fmt = sniff_format(p)
     except OSError as exc:
-        raise ImageLoadError(f"cannot open file: {exc.strerror or type(exc).__name__}") from exc
+        raise UnreadableFileError(f"cannot open file: {exc.strerror or type(exc).__name__}") from exc
     if fmt is None:
-        raise ImageLoadError("not an image (unrecognised file type)")
+        raise NotAnImageError("not an image (unrecognised file type)")
     try:
         if fmt == "DICOM":
             return _load_dicom(p)
@@ -176,13 +277,28 @@ def load_image(path: str | os.PathLike[str]) -> XrayImage:
     except ImageLoadError:
         raise
     except MemoryError as exc:
-        raise ImageLoadError("image too large for memory") from exc
+        raise ImageTooLargeError("image too large for memory") from exc
+    except RecursionError as exc:  # deeply nested sequences in a crafted header
+        raise CorruptImageError(f"cannot decode {fmt}: structure nested too deeply") from exc
     except Exception as exc:  # decoders raise all kinds of things; any of them means "broken file"
-        raise ImageLoadError(_reason(f"cannot decode {fmt}", exc)) from exc
+        raise CorruptImageError(_reason(f"cannot decode {fmt}", exc)) from exc
+
+
+def _check_pixel_count(rows: int, cols: int, what: str = "image") -> None:
+    if rows <= 0 or cols <= 0:
+        raise CorruptImageError(f"{what} has no rows or columns ({rows} x {cols})")
+    if rows * cols > MAX_PIXELS:
+        raise ImageTooLargeError(
+            f"{what} too large: {cols} x {rows} pixels (limit {MAX_PIXELS / 1e6:.0f} million)"
+        )
 
 
 def _reason(prefix: str, exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
+    try:
+        first = (str(exc).strip().splitlines() or [""])[0]
+    except Exception:  # a decoder exception whose __str__ fails
+        first = ""
+    first = "".join(ch if ch.isprintable() else "?" for ch in first)
     text = f"{prefix}: {type(exc).__name__}" + (f": {first}" if first else "")
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
 
@@ -194,24 +310,33 @@ def _load_dicom(path: Path) -> XrayImage:
     from pydicom.pixels.processing import apply_modality_lut
 
     try:
-        ds = pydicom.dcmread(path, force=True)
+        with open(path, "rb", buffering=0) as raw, _ClampedReader(raw, os.fstat(raw.fileno()).st_size) as fh:
+            ds = pydicom.dcmread(fh, force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
-        raise ImageLoadError(_reason("not a readable DICOM file", exc)) from exc
+        raise CorruptImageError(_reason("not a readable DICOM file", exc)) from exc
     if "PixelData" not in ds:
-        raise ImageLoadError("DICOM file has no pixel data (not an image object)")
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+        if any(k in ds for k in ("FloatPixelData", "DoubleFloatPixelData")):
+            raise UnsupportedImageError("DICOM float pixel data is not supported")
+        raise NotAnImageError("DICOM file has no pixel data (not an image object)")
+    photometric = _text(ds, "PhotometricInterpretation").upper()
     if photometric in ("", "MONOCHROME1", "MONOCHROME2"):
         mono = True
     elif photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"):
         mono = False
     else:
-        raise ImageLoadError(f"unsupported photometric interpretation {photometric!r}")
+        shown = photometric if photometric.replace("_", "").replace(" ", "").isalnum() else "?"
+        raise UnsupportedImageError(f"unsupported photometric interpretation {shown[:32]!r}")
     if not photometric:
         photometric = "MONOCHROME2"
+        ds.PhotometricInterpretation = photometric  # the decoders need it (pydicom refuses otherwise)
     if "SamplesPerPixel" not in ds:
         ds.SamplesPerPixel = 1 if mono else 3
+    _check_dicom_geometry(ds, mono)
     notes: list[str] = []
     n_frames = _int(ds.get("NumberOfFrames", 1), 1)
+    if n_frames < 1:
+        raise CorruptImageError(f"invalid NumberOfFrames {n_frames}")
+    _check_first_frame_size(ds, n_frames)
     arr = _decode_first_frame(ds, n_frames)
     if n_frames > 1:
         notes.append(f"multi-frame object: first frame of {n_frames} shown and analysed")
@@ -220,11 +345,13 @@ def _load_dicom(path: Path) -> XrayImage:
         notes.append(f"{photometric} colour image converted to grey")
         mono = False
     if arr.ndim != 2:
-        raise ImageLoadError(f"unexpected pixel array shape {tuple(arr.shape)}")
+        raise UnsupportedImageError(f"unexpected pixel array shape {tuple(arr.shape)}")
     if arr.size == 0:
-        raise ImageLoadError("empty pixel array")
+        raise CorruptImageError("empty pixel array")
 
     bits = _int(ds.get("BitsStored", ds.get("BitsAllocated", 8)), 8)
+    if not 1 <= bits <= 32:
+        raise CorruptImageError(f"invalid BitsStored {bits}")
     inverted = False
     pivot = 0.0
     window: tuple[float, float] | None = None
@@ -247,6 +374,8 @@ def _load_dicom(path: Path) -> XrayImage:
     else:
         values = np.asarray(arr, dtype=np.float32)
 
+    if not np.isfinite(values).all():
+        raise CorruptImageError("pixel values are not finite after the modality LUT (bad RescaleSlope?)")
     pixel_spacing = _spacing(ds, "PixelSpacing", notes)
     imager_spacing = _spacing(ds, "ImagerPixelSpacing", notes)
     return XrayImage(
@@ -267,6 +396,99 @@ def _load_dicom(path: Path) -> XrayImage:
     )
 
 
+class _ClampedReader(io.BufferedReader):
+    """A file reader that never asks for more bytes than the file has left.
+
+    pydicom reads an element with ``read(declared_length)``; a damaged or hostile length field
+    (e.g. 0xFFFFFFF0) would otherwise make Python allocate a buffer of that size before reading.
+    """
+
+    def __init__(self, raw: Any, size: int) -> None:
+        super().__init__(raw)
+        self._size = size
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is not None and n > 0:
+            n = min(n, max(0, self._size - self.tell()))
+            if n == 0:
+                return b""
+        return super().read(n)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword, "")
+    except Exception:  # a damaged element that pydicom cannot convert
+        return ""
+    return str(value if value is not None else "").strip()
+
+
+def _check_dicom_geometry(ds: Dataset, mono: bool) -> None:
+    """Refuse absurd or inconsistent image tags before the decoder allocates anything."""
+    rows, cols = _int(ds.get("Rows"), -1), _int(ds.get("Columns"), -1)
+    if rows < 0 or cols < 0:
+        raise CorruptImageError("DICOM image lacks valid Rows/Columns")
+    _check_pixel_count(rows, cols, "DICOM image")
+    samples = _int(ds.get("SamplesPerPixel"), -1)
+    if samples != (1 if mono else 3):
+        raise UnsupportedImageError(f"SamplesPerPixel {samples} does not fit the photometric interpretation")
+    allocated = _int(ds.get("BitsAllocated"), -1)
+    if allocated not in (1, 8, 16, 32):
+        raise UnsupportedImageError(f"unsupported BitsAllocated {allocated}")
+    stored = _int(ds.get("BitsStored", allocated), allocated)
+    if not 1 <= stored <= allocated:
+        raise CorruptImageError(f"invalid BitsStored {stored} for BitsAllocated {allocated}")
+    if _int(ds.get("PixelRepresentation", 0), 0) not in (0, 1):
+        raise CorruptImageError("invalid PixelRepresentation")
+
+
+def _check_first_frame_size(ds: Dataset, n_frames: int) -> None:
+    """For encapsulated (compressed) pixel data, check the size the code stream itself declares."""
+    try:
+        encapsulated = bool(ds.file_meta.TransferSyntaxUID.is_encapsulated)
+    except AttributeError:
+        return
+    if not encapsulated:
+        return
+    try:
+        from pydicom.encaps import generate_frames
+
+        frame = next(generate_frames(ds.PixelData, number_of_frames=n_frames))
+    except Exception:
+        return  # the decoder will report the broken encapsulation itself
+    size = _codestream_size(bytes(frame[:65536]))
+    if size is not None:
+        _check_pixel_count(size[0], size[1], "compressed frame")
+
+
+def _codestream_size(data: bytes) -> tuple[int, int] | None:
+    """(rows, cols) declared by a JPEG / JPEG-LS (SOF) or JPEG 2000 (SIZ) code stream, if found."""
+    if data[:4] == b"\xff\x4f\xff\x51" and len(data) >= 24:  # J2K: SOC then SIZ
+        xsiz, ysiz, xo, yo = (int.from_bytes(data[i : i + 4], "big") for i in (8, 12, 16, 20))
+        return max(0, ysiz - yo), max(0, xsiz - xo)
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        sof = 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
+        if (sof or marker == 0xF7) and i + 9 <= len(data):  # F7: JPEG-LS SOF55
+            return int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
+        if marker == 0xDA or length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
 def _decode_first_frame(ds: Dataset, n_frames: int) -> np.ndarray:
     from pydicom.pixels.utils import pixel_array
 
@@ -277,7 +499,9 @@ def _decode_first_frame(ds: Dataset, n_frames: int) -> np.ndarray:
         fixed = _decode_jpeg_with_fixed_sos(ds)
         if fixed is not None:
             return fixed
-        raise ImageLoadError(_reason(f"cannot decode {_syntax_name(ds)} pixel data", exc)) from exc
+        if isinstance(exc, MemoryError):
+            raise ImageTooLargeError("image too large for memory") from exc
+        raise CorruptImageError(_reason(f"cannot decode {_syntax_name(ds)} pixel data", exc)) from exc
 
 
 def _syntax_name(ds: Dataset) -> str:
@@ -419,20 +643,28 @@ def _load_pillow(path: Path, fmt: str) -> XrayImage:
     notes: list[str] = []
     try:
         with Image.open(path) as img:
+            _check_pixel_count(int(img.size[1]), int(img.size[0]), f"{fmt} image")
             n_frames = int(getattr(img, "n_frames", 1) or 1)
             img.seek(0)
+            _check_pixel_count(int(img.size[1]), int(img.size[0]), f"{fmt} image")
             img.load()
             upright = ImageOps.exif_transpose(img) or img
             pixels, bits = _pillow_to_grey(upright, notes)
             mode = upright.mode
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{fmt} image too large (limit {MAX_PIXELS / 1e6:.0f} million pixels)") from exc
     except UnidentifiedImageError as exc:
-        raise ImageLoadError(f"not a readable {fmt} image") from exc
+        raise CorruptImageError(f"not a readable {fmt} image") from exc
     except OSError as exc:  # truncated or corrupt data
-        raise ImageLoadError(_reason(f"cannot decode {fmt}", exc)) from exc
+        raise CorruptImageError(_reason(f"cannot decode {fmt}", exc)) from exc
     if n_frames > 1:
         notes.append(f"multi-page file: first page of {n_frames} shown and analysed")
     if pixels.size == 0:
-        raise ImageLoadError("empty image")
+        raise CorruptImageError("empty image")
+    if pixels.ndim != 2:
+        raise UnsupportedImageError(f"unexpected pixel array shape {tuple(pixels.shape)}")
+    if not np.isfinite(pixels).all():
+        raise CorruptImageError("pixel values are not finite")
     # 8-bit pictures are already display-ready: show them as they are; deeper ones get an auto window
     window = (127.5, 255.0) if bits == 8 else None
     return XrayImage(
@@ -466,4 +698,4 @@ def _pillow_to_grey(img: Any, notes: list[str]) -> tuple[np.ndarray, int]:
         return arr.astype(np.float32), bits
     if mode == "F":
         return np.asarray(img, dtype=np.float32), 32
-    raise ImageLoadError(f"unsupported image mode {mode!r}")
+    raise UnsupportedImageError(f"unsupported image mode {mode[:16]!r}")
