@@ -110,8 +110,14 @@ def _build_options(model: Any, input_size: int, calib: np.ndarray, cache: Path, 
         return lambda x: sess.run(None, {"x": np.ascontiguousarray(x.numpy(), np.float32)})[0]
 
     def compiled() -> Runner:
-        m = torch.compile(copy.deepcopy(model), mode="max-autotune-no-cudagraphs", dynamic=False)
-        return _torch_runner(m)
+        # compile the same function the predictor runs (forward_all + sigmoid), not just ``forward``
+        wrapper = torch.compile(fastpath._Outputs(copy.deepcopy(model)).eval(), dynamic=False)
+
+        def run(x: Any) -> np.ndarray:
+            with torch.inference_mode():
+                return wrapper(x)[0].numpy()
+
+        return run
 
     options: dict[str, Any] = {
         "eager fp32 (reference)": eager,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -42,6 +43,26 @@ THUMBNAIL_SIZE = 64
 _model_gate = threading.Event()
 _model_gate.set()
 _GATE_TIMEOUT_S = 5.0
+
+
+#: nice increment for the decode and inference threads (Linux: per thread), so that on a busy machine
+#: the GUI thread wins the CPU when it has work; 0 turns it off.
+BACKGROUND_NICE = 10
+
+
+def _lower_this_thread() -> None:
+    """Give the calling (worker) thread a lower scheduling priority, where the OS allows it per thread.
+
+    Only Linux has per-thread nice values (``setpriority`` on the thread id); elsewhere this does nothing.
+    Threads that a library starts from this thread later (ONNX Runtime's or OpenMP's pools) inherit it.
+    """
+    if BACKGROUND_NICE <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE))
+    except (OSError, AttributeError):  # not permitted, or no such call: stay at the normal priority
+        pass
 
 
 def hold_model_loading() -> None:
@@ -112,6 +133,9 @@ class LoaderWorker(_Cancellable):
         """Read one file and make its thumbnail."""
         if self._is_cancelled(request_id):
             return
+        if not getattr(self, "_lowered", False):
+            self._lowered = True
+            _lower_this_thread()
         try:
             image = load_image(path)
             thumb = make_thumbnail(image.pixels, image.window)
@@ -159,6 +183,7 @@ class InferenceWorker(_Cancellable):
         self._factory = predictor_factory or load_predictor
         self._cpu_threads = cpu_threads
         self._predictor: Predictor | None = None
+        self._lowered = False
 
     @Slot(str)
     def load_model(self, path: str) -> None:
@@ -168,6 +193,9 @@ class InferenceWorker(_Cancellable):
         (and so torch), which would otherwise delay the window.
         """
         _model_gate.wait(_GATE_TIMEOUT_S)
+        if not self._lowered:
+            self._lowered = True
+            _lower_this_thread()
         if not path:
             try:
                 from cxr_viewer.inference import default_model_path
