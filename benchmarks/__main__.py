@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
     fast_setup = time.perf_counter() - t0
     cfg = eager.model.config
     pre = eager.preprocessing
-    bare = bare_backbone(cfg.backbone)
+    bare = bare_backbone(cfg.backbone, like=eager.model)
     nih = real_images(NIH64)
     fullres = real_images(FULLRES)
     data_note = "real NIH images" if nih else "synthetic images (../shared/data absent)"
@@ -327,8 +327,8 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         x = torch.randn(batch, 3, size, size)
         y = (torch.rand(batch, 14) < 0.2).float()
         steppers = {
-            "backbone": _Stepper(bare_backbone(cfg.backbone).train(), x, y),
-            "cral": _Stepper(cral_model.build_model(cfg.backbone, cfg.attention, cfg.mode), x, y),
+            "backbone": _Stepper(bare_backbone(cfg.backbone, like=eager.model).train(), x, y),
+            "cral": _Stepper(cral_model.load_checkpoint(ckpt).model.train(), x, y),
         }
         for i in range(1 + steps):
             for st in steppers.values():

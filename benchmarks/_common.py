@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 #: ../shared/data beside the repository (real images; absent in a user's fresh clone)
@@ -111,11 +112,31 @@ def ensure_checkpoint(
     return out, "built (untrained)"
 
 
-def bare_backbone(name: str, num_classes: int = 14):  # -> torch.nn.Module
-    """The bare torchvision classifier of the same family (``weights=None``), eval mode, CPU."""
+def bare_backbone(name: str, like: Any = None, num_classes: int = 14):  # -> torch.nn.Module
+    """The bare torchvision classifier of the same family (eval mode, CPU).
+
+    Args:
+        name: torchvision model name, e.g. ``"resnet18"``.
+        like: a CRAL network whose backbone weights (and batch-norm statistics) are copied in, so both
+            networks compute the same trunk activations (weights affect CPU speed through denormals);
+            None keeps torchvision's random initialisation.
+        num_classes: size of the ``fc``/``classifier`` output.
+    """
     import torchvision
 
-    return torchvision.models.get_model(name, weights=None, num_classes=num_classes).eval()
+    net = torchvision.models.get_model(name, weights=None, num_classes=num_classes).eval()
+    if like is not None:
+        state = {}
+        for key, value in like.backbone.state_dict().items():
+            if key.startswith("stem."):  # ResNet trunk: stem = (conv1, bn1, relu, maxpool)
+                idx, rest = key[len("stem.") :].split(".", 1)
+                key = {"0": "conv1", "1": "bn1"}[idx] + "." + rest
+            state[key] = value
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        head = {k for k in missing if k.startswith(("fc.", "classifier."))}
+        if set(missing) - head or unexpected:
+            raise RuntimeError(f"backbone weights do not map onto torchvision {name}: {missing} {unexpected}")
+    return net
 
 
 def fmt_ms(seconds: float) -> str:
