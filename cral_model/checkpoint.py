@@ -18,9 +18,9 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import struct
 import secrets
 import stat
+import struct
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass

@@ -14,6 +14,7 @@ optimizer, grad scaler and RNG states.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -122,6 +123,17 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete ``last.pt.*.tmp`` / ``best*.safetensors.*.tmp`` left by a run killed while saving.
+
+    Only the run that owns ``out`` writes there, so at its start no temporary file is in use.
+    """
+    for pattern in ("last.pt.*.tmp", "*.safetensors.*.tmp"):
+        for tmp in out.glob(pattern):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _git_commit() -> str | None:
@@ -614,6 +626,7 @@ def _fit(
 
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out)
         cfg.to_yaml(out / "config.yaml")
     splits = load_splits(cfg)
     if info.is_main:

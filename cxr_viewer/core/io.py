@@ -652,7 +652,8 @@ def _load_pillow(path: Path, fmt: str) -> XrayImage:
             pixels, bits = _pillow_to_grey(upright, notes)
             mode = upright.mode
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{fmt} image too large (limit {MAX_PIXELS / 1e6:.0f} million pixels)") from exc
+        limit = f"limit {MAX_PIXELS / 1e6:.0f} million pixels"
+        raise ImageTooLargeError(f"{fmt} image too large ({limit})") from exc
     except UnidentifiedImageError as exc:
         raise CorruptImageError(f"not a readable {fmt} image") from exc
     except OSError as exc:  # truncated or corrupt data

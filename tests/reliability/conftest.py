@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from reliability_helpers import build_seeds  # noqa: E402
+from reliability_helpers import build_seeds
 
 _FIGURES: dict[str, dict[str, object]] = {}
 
@@ -33,7 +33,7 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_seeds(tmp_path_factory.mktemp("seeds"))
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not _FIGURES:
         return
     terminalreporter.section("reliability figures")
@@ -53,7 +53,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def batch_200(tmp_path_factory: pytest.TempPathFactory, seeds: dict[str, Path]) -> tuple[list[Path], list[Path]]:
+def batch_200(
+    tmp_path_factory: pytest.TempPathFactory, seeds: dict[str, Path]
+) -> tuple[list[Path], list[Path]]:
     """200 files, a tenth of them broken: ``(good, broken)``."""
     from reliability_helpers import make_batch
 

@@ -157,6 +157,7 @@ def test_every_model_entry_point_refuses_a_payload_without_running_it(tmp_path, 
     assert not (tmp_path / "o.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_cral_convert_in_a_real_process_does_not_run_the_payload(tmp_path):
     marker = tmp_path / "pwned"
     src = tmp_path / "evil.pth"
@@ -218,8 +219,9 @@ def test_consistent_metadata_that_does_not_describe_the_weights_is_refused(model
         (["--attention", "att2"], "do not fit resnet18/att2"),
     ],
 )
-def test_cral_convert_refuses_weights_that_do_not_match_the_requested_model(model, tmp_path, capsys, argv,
-                                                                              message):
+def test_cral_convert_refuses_weights_that_do_not_match_the_requested_model(
+    model, tmp_path, capsys, argv, message
+):
     src = tmp_path / "w.pt"
     torch.save(model.state_dict(), src)
     args = [str(src), str(tmp_path / "o.safetensors"), "--backbone", "resnet18", *argv]

@@ -11,7 +11,9 @@ from cxr_viewer.core.io import iter_study_files
 
 pytestmark = [
     pytest.mark.timeout(60),
-    pytest.mark.skipif(not hasattr(os, "symlink") or not hasattr(os, "mkfifo"), reason="needs POSIX links/FIFOs"),
+    pytest.mark.skipif(
+        not hasattr(os, "symlink") or not hasattr(os, "mkfifo"), reason="needs POSIX links/FIFOs"
+    ),
 ]
 
 

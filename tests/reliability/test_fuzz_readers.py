@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from reliability_helpers import (
     byte_mutations,
     patch_jpeg_size,
@@ -89,7 +88,10 @@ DICOM_EDITS: dict[str, tuple[object, str | None]] = {
     "photometric-cmyk": (_set(PhotometricInterpretation="CMYK"), "UnsupportedImageError"),
     "photometric-junk": (_set(PhotometricInterpretation="MONOCHROME9"), "UnsupportedImageError"),
     "photometric-rgb-on-mono-data": (_set(PhotometricInterpretation="RGB"), "UnsupportedImageError"),
-    "photometric-ybr422-on-mono-data": (_set(PhotometricInterpretation="YBR_FULL_422"), "UnsupportedImageError"),
+    "photometric-ybr422-on-mono-data": (
+        _set(PhotometricInterpretation="YBR_FULL_422"),
+        "UnsupportedImageError",
+    ),
     "frames-0": (_set(NumberOfFrames=0), "CorruptImageError"),
     "frames-million": (_set(NumberOfFrames=1_000_000), "CorruptImageError"),
     "frames-text": (_raw_element(0x00280008, "IS", b"abc "), None),
@@ -117,7 +119,10 @@ DICOM_EDITS: dict[str, tuple[object, str | None]] = {
         lambda ds: (_set(PixelData=None)(ds), _raw_element(0x7FE00008, "OF", b"\x00" * 16)(ds)),
         "UnsupportedImageError",
     ),
-    "file-meta-missing": (lambda ds: setattr(ds, "file_meta", __import__("pydicom").dataset.FileMetaDataset()), None),
+    "file-meta-missing": (
+        lambda ds: setattr(ds, "file_meta", __import__("pydicom").dataset.FileMetaDataset()),
+        None,
+    ),
 }
 
 #: the explicit-VR-little-endian UID as written in the seeds, and same-length (or shorter) replacements
@@ -151,11 +156,21 @@ def _hostile_cases(folder: Path, seeds: dict[str, Path]) -> tuple[list[tuple[str
         p.write_bytes(raw.replace(_EXPLICIT_LE, uid.ljust(len(_EXPLICIT_LE), b"\x00"), 1))
         add(f"dicom:{name}", p, expected)
     # colour seeds with wrong tags
-    add("dicom:rgb-planar-1", _edit_dicom(seeds["rgb.dcm"], folder / "rgbp.dcm", _set(PlanarConfiguration=1)), "ok")
-    add("dicom:rgb-as-palette", _edit_dicom(seeds["rgb.dcm"], folder / "rgbpal.dcm",
-                                            _set(PhotometricInterpretation="PALETTE COLOR")), "UnsupportedImageError")
-    add("dicom:rgb-samples-1", _edit_dicom(seeds["rgb.dcm"], folder / "rgbs1.dcm", _set(SamplesPerPixel=1)),
-        "UnsupportedImageError")
+    add(
+        "dicom:rgb-planar-1",
+        _edit_dicom(seeds["rgb.dcm"], folder / "rgbp.dcm", _set(PlanarConfiguration=1)),
+        "ok",
+    )
+    add(
+        "dicom:rgb-as-palette",
+        _edit_dicom(seeds["rgb.dcm"], folder / "rgbpal.dcm", _set(PhotometricInterpretation="PALETTE COLOR")),
+        "UnsupportedImageError",
+    )
+    add(
+        "dicom:rgb-samples-1",
+        _edit_dicom(seeds["rgb.dcm"], folder / "rgbs1.dcm", _set(SamplesPerPixel=1)),
+        "UnsupportedImageError",
+    )
     # compressed streams whose own header declares an absurd size (what the decoder would allocate)
     for seed in ("j2k.dcm", "jpegls.dcm", "jpeg_baseline.dcm", "rle.dcm"):
         if seed not in seeds:
@@ -274,10 +289,34 @@ def test_damaged_real_dicom_give_an_image_or_a_typed_error(tmp_path, figures):
     cases = []
     for src in files:
         data = src.read_bytes()
-        muts = byte_mutations(data, rng, 25) + [("huge-codestream", patch_jpeg_size(data, 60000, 60000))]
+        muts = [*byte_mutations(data, rng, 25), ("huge-codestream", patch_jpeg_size(data, 60000, 60000))]
         for k, (how, mutated) in enumerate(muts):
             p = tmp_path / f"{k:02d}_{src.name}"
             p.write_bytes(mutated)
             cases.append((f"{src.name} {how}", p))
     results = run_in_subprocess(cases)
     _check(results, {}, figures, "fuzz: byte mutations of the 13 real CR DICOM files")
+
+
+_BAD_WORKER = """
+import json, os, sys, time
+for line in open(sys.argv[1]):
+    path = json.loads(line)
+    if "hang" in path:
+        time.sleep(60)
+    if "crash" in path:
+        os.abort()
+    print(json.dumps({"status": "ok", "detail": path, "seconds": 0.0}), flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_the_harness_survives_crashes_and_hangs(tmp_path):
+    """The harness itself: a crash or hang fails its own case only, and the run goes on."""
+    worker = tmp_path / "bad_worker.py"
+    worker.write_text(_BAD_WORKER)
+    names = ["a", "crash", "b", "hang", "c"]
+    results = run_in_subprocess([(n, tmp_path / n) for n in names], timeout_s=2.0, worker=worker)
+    assert [(r.name, r.status) for r in results] == [
+        ("a", "ok"), ("crash", "FAIL-crash"), ("b", "ok"), ("hang", "FAIL-timeout"), ("c", "ok"),
+    ]  # fmt: skip

@@ -7,6 +7,7 @@ window could not react.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -30,7 +31,11 @@ def _drop(window, paths: list[Path]) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     event = QDropEvent(
-        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
     )
     window.dropEvent(event)
     assert event.isAccepted()
@@ -78,14 +83,16 @@ def test_viewer_200_files_dropped_at_once(qtbot, window_factory, tiny_model, bat
     t0 = time.perf_counter()
     _drop(window, good + broken)
     qtbot.waitUntil(
-        lambda: len(window.studies) == len(good) + len(broken)
-        and all(s.status in FINISHED for s in window.studies.values())
-        and window.is_idle(),
+        lambda: (
+            len(window.studies) == len(good) + len(broken)
+            and all(s.status in FINISHED for s in window.studies.values())
+            and window.is_idle()
+        ),
         timeout=240_000,
     )
     elapsed = time.perf_counter() - t0
     timer.stop()
-    gaps = sorted(b - a for a, b in zip(ticks, ticks[1:]))
+    gaps = sorted(b - a for a, b in itertools.pairwise(ticks))
 
     by_name = {s.path.name: s for s in window.studies.values()}
     not_done = [n for n in (p.name for p in good) if by_name[n].status != "done"]
@@ -97,7 +104,8 @@ def test_viewer_200_files_dropped_at_once(qtbot, window_factory, tiny_model, bat
         assert window.worklist.status_of(s.id).startswith("error")  # the row shows the reason
     figures["viewer: 200 files dropped at once"] = {
         "good_analysed": f"{len(good) - len(not_done)}/{len(good)}",
-        "broken_listed_with_reason": f"{sum(by_name[p.name].status == 'error' for p in broken)}/{len(broken)}",
+        "broken_listed_with_reason": f"{sum(by_name[p.name].status == 'error' for p in broken)}"
+        f"/{len(broken)}",
         "seconds": round(elapsed, 1),
         "gui_longest_gap_ms": round(1000 * gaps[-1]) if gaps else None,
         "gui_median_gap_ms": round(1000 * gaps[len(gaps) // 2]) if gaps else None,
@@ -163,4 +171,40 @@ def test_closing_during_analysis_exits_cleanly(tmp_path, tiny_model, batch_200, 
         "studies_finished_before_close": result["finished_before_close"],
         "close_to_exit_s": result["close_to_exit_s"],
         "stderr_traceback": False,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_cxr_triage_200_files_a_tenth_broken(tmp_path, tiny_model, batch_200, figures):
+    import csv
+
+    good, broken = batch_200
+    out = tmp_path / "results.csv"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cxr_viewer.cli.triage", str(good[0].parent), "-o", str(out),
+         "--model", str(tiny_model), "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=240, check=False,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    with open(out, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:3] == ["file", "error", "triage_score"]
+    by_name = {Path(r["file"]).name: r for r in rows}
+    assert len(rows) == len(good) + len(broken) == 200
+    not_analysed = [p.name for p in good if by_name[p.name]["error"] or not by_name[p.name]["triage_score"]]
+    assert not not_analysed, [(n, by_name[n]["error"]) for n in not_analysed]
+    for p in broken:
+        reason = by_name[p.name]["error"]
+        assert reason and "\n" not in reason and not by_name[p.name]["triage_score"], (p.name, reason)
+    figures["cxr-triage: 200 files, a tenth broken"] = {
+        "good_analysed": f"{len(good) - len(not_analysed)}/{len(good)}",
+        "broken_with_reason": f"{sum(bool(by_name[p.name]['error']) for p in broken)}/{len(broken)}",
+        "wall_s_incl_startup": round(elapsed, 1),
+        "exit_code": proc.returncode,
+        "summary_line": proc.stderr.strip().splitlines()[-1][:200],
     }
