@@ -93,10 +93,11 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
     import cral_model
     from cxr_viewer.inference import load_predictor
 
+    t_start = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
     quick = args.quick
-    repeats = args.repeats or (5 if quick else 20)
+    repeats = args.repeats or (4 if quick else 20)
     n_images = args.images or (48 if quick else 256)
     work = Path(tempfile.mkdtemp(prefix="cxr-bench-"))
     cache = Path(os.environ.get("CXR_TRIAGE_CACHE") or work / "cache")
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         "fast_setup_s": fast_setup,
         "data": data_note,
         "quick": quick,
+        "section_s": {"setup": time.perf_counter() - t_start},
     }
     out.write(
         f"# cxr-triage benchmarks ({'quick' if quick else 'full'})\n\n"
@@ -144,6 +146,7 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
     predictors = {"file->findings, eager": eager, f"file->findings, fast ({fast.backend})": fast}
     skip = set(args.skip)
 
+    _lap(res, "latency")
     if "latency" not in skip:
         rows = []
         for label, image in (("1024 px PNG", fullres[0]), ("64 px PNG", nih[0])):
@@ -166,6 +169,7 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         out.write(table(rows, ["what", "median", "min", "max", "ratio vs backbone"]) + "\n\n")
         out.flush()
 
+    _lap(res, "throughput")
     if "throughput" not in skip:
         from benchmarks.pipeline import throughput
 
@@ -194,12 +198,13 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         )
         out.flush()
 
+    _lap(res, "fastpath")
     if "fastpath" not in skip:
         from benchmarks.fastpath import compare
         from cral_model.preprocessing import preprocess
         from cxr_viewer.core.io import load_image
 
-        n_eval = 48 if quick else 400
+        n_eval = 32 if quick else 400
         eval_files = nih[:n_eval] + fullres[: (4 if quick else len(fullres))]
         calib_files = nih[-(16 if quick else 64) :]
         stack = lambda fs: torch.stack([preprocess(load_image(f).pixels, pre) for f in fs])  # noqa: E731
@@ -210,7 +215,8 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
             stack(calib_files),
             repeats=repeats,
             full=not quick,
-            cache=cache / "bench-options",
+            cache=cache,
+            weights_key=str(eager.metadata.get("weights_sha256") or "bench"),
         )
         ref = results["eager fp32 (reference)"]
         rows = []
@@ -276,6 +282,7 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         )
         out.flush()
 
+    _lap(res, "gui")
     if "gui" not in skip:
         from benchmarks.gui import stall_once, startup_once
 
@@ -285,7 +292,7 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         torch_at_show = sum(bool(s["torch_at_show"]) for s in starts)
         gui_files = [str(f) for f in fullres[: (4 if quick else 12)]]
         stalls: dict[str, list[dict[str, Any]]] = {"auto": [], "off": []}
-        for _ in range(max(1, (args.probe_runs or (4 if quick else 6)) // 2)):
+        for _ in range(max(1, (args.probe_runs or (2 if quick else 6)) // 2)):
             for mode in stalls:
                 stalls[mode].append(stall_once(str(ckpt), mode, gui_files))
         rows = [
@@ -317,6 +324,7 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         out.write(table(rows, ["what", "median", "min", "max", "note"]) + "\n\n")
         out.flush()
 
+    _lap(res, "train")
     if "train" not in skip:
         from benchmarks.train_speed import _Stepper
 
@@ -348,9 +356,22 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         out.write(table(rows, ["what", "median", "min", "max", "ratio vs backbone"]) + "\n\n")
         out.flush()
 
+    _lap(res, None)
+    laps = ", ".join(f"{k} {v:.0f} s" for k, v in res["section_s"].items())
     summary = [[k, _fmt(res.get(k))] for k in JSON_KEYS]
     out.write("## Summary (JSON keys)\n\n" + table(summary, ["key", "value"]) + "\n")
+    out.write(f"\nseconds per section: {laps}\n")
     return res
+
+
+def _lap(res: dict[str, Any], section: str | None) -> None:
+    """Close the running section's clock (kept in ``res["section_s"]``) and start ``section``'s."""
+    now = time.perf_counter()
+    running = res.pop("_lap", None)
+    if running is not None:
+        res.setdefault("section_s", {})[running[0]] = now - running[1]
+    if section is not None:
+        res["_lap"] = (section, now)
 
 
 def _fmt(v: Any) -> str:

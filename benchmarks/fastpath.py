@@ -55,7 +55,9 @@ def _torch_runner(model: Any, channels_last: bool = False) -> Runner:
     return run
 
 
-def _build_options(model: Any, input_size: int, calib: np.ndarray, cache: Path, full: bool) -> dict[str, Any]:
+def _build_options(
+    model: Any, input_size: int, calib: np.ndarray, cache: Path, full: bool, weights_key: str
+) -> dict[str, Any]:
     """name -> zero-argument builder returning a Runner."""
     import torch
 
@@ -87,7 +89,7 @@ def _build_options(model: Any, input_size: int, calib: np.ndarray, cache: Path, 
             runner = fastpath.OnnxRunner(
                 model,
                 input_size,
-                weights_key="bench",
+                weights_key=weights_key,
                 variant=variant,
                 calibration=calib if variant == "int8" else None,
                 cache_dir=cache,
@@ -100,8 +102,10 @@ def _build_options(model: Any, input_size: int, calib: np.ndarray, cache: Path, 
         import onnxruntime as ort
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        fp32 = fastpath.OnnxRunner(model, input_size, weights_key="bench", variant="fp32", cache_dir=cache)
-        dest = cache / "dynamic-int8.onnx"
+        fp32 = fastpath.OnnxRunner(
+            model, input_size, weights_key=weights_key, variant="fp32", cache_dir=cache
+        )
+        dest = Path(scratch.name) / "dynamic-int8.onnx"
         quantize_dynamic(str(fp32.path), str(dest), weight_type=QuantType.QInt8, per_channel=True)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
@@ -119,15 +123,16 @@ def _build_options(model: Any, input_size: int, calib: np.ndarray, cache: Path, 
 
         return run
 
+    scratch = tempfile.TemporaryDirectory(prefix="cxr-bench-")  # removed with the last reference
     options: dict[str, Any] = {
         "eager fp32 (reference)": eager,
         "eager channels-last": channels_last,
         "TorchScript freeze": torchscript,
         "ONNX Runtime fp32": ort("fp32"),
         "ONNX Runtime int8 static QDQ": ort("int8"),
-        "ONNX Runtime int8 dynamic": ort_dynamic,
     }
-    if full:
+    if full:  # slow to build or to run, and not a candidate (see docs/PERFORMANCE.md)
+        options["ONNX Runtime int8 dynamic"] = ort_dynamic
         options["torch.compile"] = compiled
     return options
 
@@ -141,6 +146,7 @@ def compare(
     repeats: int,
     full: bool,
     cache: Path | None = None,
+    weights_key: str = "bench",
 ) -> dict[str, OptionResult]:
     """Build every option, check its agreement with eager fp32 and time batch 1 and batch 16.
 
@@ -150,8 +156,9 @@ def compare(
         eval_inputs: (N, 3, S, S) preprocessed real images for the agreement check.
         calib_inputs: (M, 3, S, S) other images, for int8 calibration.
         repeats: timed calls per option and batch size.
-        full: include ``torch.compile``.
+        full: also measure dynamic int8 and ``torch.compile``.
         cache: where exported ONNX files go (default: a temporary folder).
+        weights_key: cache key of the weights (the predictor's, to reuse its export).
     """
     import time
 
@@ -163,7 +170,9 @@ def compare(
         cache = Path(tmp.name)
     results: dict[str, OptionResult] = {}
     runners: dict[str, Runner] = {}
-    for name, build in _build_options(model, input_size, calib_inputs.numpy(), cache, full).items():
+    for name, build in _build_options(
+        model, input_size, calib_inputs.numpy(), cache, full, weights_key
+    ).items():
         res = OptionResult(name)
         results[name] = res
         t0 = time.perf_counter()

@@ -116,6 +116,10 @@ def _quantize(src: Path, dest: Path, calibration: np.ndarray) -> None:
         )
 
 
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 class OnnxRunner:
     """A CRAL model compiled for ONNX Runtime's CPU provider.
 
@@ -153,21 +157,25 @@ class OnnxRunner:
 
         self.variant = variant
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        versions = f"{torch.__version__}|{ort.__version__}|{input_size}|{variant}|{weights_key}"
+        base = f"{torch.__version__}|{ort.__version__}|{input_size}"
+        versions = f"{base}|{variant}|{weights_key}"
+        fp32_cached = cache / "onnx" / f"cral-{_key(f'{base}|fp32|{weights_key}')}.onnx"
         if variant == "int8":
             if calibration is None or len(calibration) == 0:
                 raise ValueError("int8 needs calibration images")
             versions += (
                 "|" + hashlib.sha256(np.ascontiguousarray(calibration, np.float32).tobytes()).hexdigest()
             )
-        key = hashlib.sha256(versions.encode()).hexdigest()[:24]
-        path = cache / "onnx" / f"cral-{key}.onnx"
+        path = cache / "onnx" / f"cral-{_key(versions)}.onnx"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
                 fp32 = Path(tmp) / "fp32.onnx"
                 try:
-                    _export(model, input_size, fp32)
+                    if variant == "int8" and fp32_cached.is_file():  # quantise the cached export
+                        fp32 = fp32_cached
+                    else:
+                        _export(model, input_size, fp32)
                     if variant == "int8":
                         assert calibration is not None
                         _quantize(
