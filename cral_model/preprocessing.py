@@ -49,6 +49,23 @@ def to_unit_float(image: np.ndarray) -> np.ndarray:
         return a.astype(np.float32)
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise ValueError(f"unsupported pixel dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.integer) and a.dtype.itemsize <= 2:
+        # 8/16-bit integers are exact in float32: min-max in float32 (no float64 copy, no NaN pass).
+        lo_i, hi_i = int(a.min()), int(a.max())
+        out32 = a.astype(np.float32)
+        if hi_i == lo_i:
+            return np.zeros(a.shape, np.float32)
+        out32 -= np.float32(lo_i)
+        out32 *= np.float32(1.0 / (hi_i - lo_i))
+        return np.minimum(out32, np.float32(1.0), out=out32)
+    if a.dtype == np.float32:
+        finite32 = np.isfinite(a)
+        if finite32.all():
+            lo32, hi32 = float(a.min()), float(a.max())
+            if hi32 <= lo32:
+                return np.zeros(a.shape, np.float32)
+            out = (a - np.float32(lo32)) * np.float32(1.0 / (hi32 - lo32))
+            return np.minimum(out, np.float32(1.0), out=out)
     f = a.astype(np.float64)
     finite = np.isfinite(f)
     if not finite.any():

@@ -122,3 +122,16 @@ def test_rotation_and_intensity_augmentation():
         seen.append(float(v.mean()))
     assert max(seen) - min(seen) > 0.1  # brightness varies
     assert all(abs(s - 128 / 255) <= 0.15 + 1e-3 for s in seen)  # by at most intensity / 2
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32])
+def test_fast_min_max_paths_equal_the_float64_reference(dtype):
+    rng = np.random.default_rng(1)
+    a = (rng.random((300, 200)) * 4000 - 1000).astype(dtype)
+    f = a.astype(np.float64)
+    ref = ((f - f.min()) / (f.max() - f.min())).astype(np.float32)
+    out = to_unit_float(a)
+    assert out.dtype == np.float32
+    assert float(out.min()) == 0.0 and float(out.max()) <= 1.0
+    np.testing.assert_allclose(out, ref, atol=2e-7)
+    assert np.all(to_unit_float(np.full((4, 4), 9, dtype)) == 0)
