@@ -72,7 +72,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the batch triage. Returns the exit status (see the module docstring)."""
+    """Run the batch triage. Returns the exit status (see the module docstring); 130 on Ctrl-C."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("\ncxr-triage: interrupted; no results written\n")
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
     if args.batch_size < 1:
