@@ -215,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fp16_mean = json.loads((shipped_eval / "metrics.json").read_text(encoding="utf-8"))["mean_auc"]
     summary = {
         "command": "make demo-model",
-        "train_commands": {k: "python " + " ".join(v[1:]) for k, v in commands.items()},
+        "train_commands": {
+            k: ("python " + " ".join(v[1:])).replace(str(_ROOT) + os.sep, "") for k, v in commands.items()
+        },
         "train_wall_seconds": seconds or None,
         "cral": evals["cral"],
         "baseline": evals["baseline"],
