@@ -368,6 +368,7 @@ Paired bootstrap over the same images, CRAL minus baseline mean AUC:
   patterns are below its resolution. Rare classes (Pneumonia, Edema, Hernia: a handful of training
   positives or none) are close to chance.
 - No ImageNet pretraining, no external validation, NIH labels only (text-mined, noisy).
+- It has no notion of "not a chest X-ray": other body parts get scores too, and they mean nothing.
 - The heat maps are {cfg.get('input_size', 64) // 32} x {cfg.get('input_size', 64) // 32} grids: coarse hints of where the evidence was, not localisations.
 - Demonstration only. Not a medical device. Not for clinical use.
 
