@@ -259,18 +259,19 @@ def test_fast_switches(monkeypatch) -> None:
     assert triage_parser().parse_args(["x", "-o", "y", "--no-fast"]).fast is False
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_cleanly_without_traceback(checkpoint, tmp_path) -> None:
     """SIGINT during the analysis: exit 130, one line on stderr, no traceback, no half-written CSV."""
     import signal
-    import time
 
     from PIL import Image
 
     folder = tmp_path / "many"
     folder.mkdir()
     rng = np.random.default_rng(2)
-    for i in range(400):
-        Image.fromarray(rng.integers(0, 255, (256, 256), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    # Enough work (several seconds even on a fast machine) that the signal lands during the analysis.
+    for i in range(1500):
+        Image.fromarray(rng.integers(0, 255, (96, 96), dtype=np.uint8)).save(folder / f"{i:04d}.png")
     out = tmp_path / "out.csv"
     cmd = [sys.executable, "-m", "cxr_viewer.cli.triage", str(folder), "-o", str(out), "--model",
            str(checkpoint), "--no-fast", "--batch-size", "2", "--threads", "1", "--no-progress"]  # fmt: skip
@@ -278,7 +279,6 @@ def test_ctrl_c_exits_cleanly_without_traceback(checkpoint, tmp_path) -> None:
     assert proc.stderr is not None
     first = proc.stderr.readline()  # "model ... loaded": the analysis starts now
     assert "loaded" in first, first
-    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
