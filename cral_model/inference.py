@@ -157,13 +157,33 @@ class Predictor:
                 raise ValueError("the int8 fast path needs calibration images")
             calib = fastpath.calibration_batch(calibration, self.prepare)
         try:
-            self._runner = fastpath.OnnxRunner(
+            runner = fastpath.OnnxRunner(
                 self.model, self.preprocessing.input_size, weights_key=key, variant=variant, calibration=calib
             )
-        except fastpath.FastPathUnavailable as exc:
+            if variant == "fp32":
+                self._check_runner(runner)
+        except Exception as exc:  # export, a damaged cached file, or a disagreement: PyTorch answers
             _log.warning("fast path unavailable, using PyTorch: %s", exc)
             return
+        self._runner = runner
         self.backend = f"onnxruntime-{variant}"
+
+    @torch.inference_mode()
+    def _check_runner(self, runner: Any, tolerance: float = 1e-4) -> None:
+        """Refuse an fp32 fast path whose answers differ from PyTorch's on a fixed probe batch.
+
+        Costs one forward pass at load; guards against a stale or damaged cached export and exporter
+        bugs, so that the fast path can only ever change speed, never the findings.
+        """
+        size = self.preprocessing.input_size
+        gen = torch.Generator().manual_seed(0)
+        probe = torch.randn(2, 3, size, size, generator=gen)
+        out = self.model.forward_all(probe)
+        expected = (torch.sigmoid(out.logits.float()).numpy(), out.attention.float().numpy())
+        probs, att, _ = runner.run(probe)
+        diff = max(float(np.max(np.abs(probs - expected[0]))), float(np.max(np.abs(att - expected[1]))))
+        if not diff <= tolerance:
+            raise RuntimeError(f"ONNX Runtime disagrees with PyTorch by {diff:.2g} on the probe batch")
 
     @classmethod
     def from_checkpoint(

@@ -49,3 +49,27 @@ def test_auto_falls_back_to_torch_when_onnxruntime_is_missing(checkpoint, monkey
     pred = Predictor.from_checkpoint(checkpoint, device="cpu", fast="auto")
     assert pred.backend == "torch-cpu"
     assert pred.predict(np.zeros((64, 64), np.uint8)).probabilities.shape == (14,)
+
+
+def test_a_wrong_or_damaged_cached_export_falls_back_to_pytorch(checkpoint, tmp_path, monkeypatch, caplog):
+    """The fast path may change speed, never findings: a cached file that disagrees is not used."""
+    monkeypatch.setenv("CXR_TRIAGE_CACHE", str(tmp_path))
+    torch.manual_seed(1)
+    other = build_model("resnet18", "att2").eval()
+    other_path = save_checkpoint(other, tmp_path / "other.safetensors", preprocessing=PreprocessConfig(64, 64))
+    Predictor.from_checkpoint(other_path, device="cpu", fast="fp32")
+    Predictor.from_checkpoint(checkpoint, device="cpu", fast="fp32")
+    f_other, f_ckpt = sorted((tmp_path / "onnx").glob("*.onnx"), key=lambda p: p.stat().st_mtime_ns)
+    eager = Predictor.from_checkpoint(checkpoint, device="cpu")
+    image = np.random.default_rng(3).integers(0, 255, (70, 70), dtype=np.uint8)
+
+    f_ckpt.write_bytes(f_other.read_bytes())  # a stale export of other weights under this checkpoint's key
+    stale = Predictor.from_checkpoint(checkpoint, device="cpu", fast="fp32")
+    assert stale.backend == "torch-cpu"
+    assert "disagrees with PyTorch" in caplog.text
+    np.testing.assert_allclose(stale.predict(image).probabilities, eager.predict(image).probabilities, atol=1e-6)
+
+    f_ckpt.write_bytes(f_other.read_bytes()[:5000])  # a truncated file
+    damaged = Predictor.from_checkpoint(checkpoint, device="cpu", fast="fp32")
+    assert damaged.backend == "torch-cpu"
+    np.testing.assert_allclose(damaged.predict(image).probabilities, eager.predict(image).probabilities, atol=1e-6)
