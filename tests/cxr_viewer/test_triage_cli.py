@@ -275,7 +275,15 @@ def test_ctrl_c_exits_cleanly_without_traceback(checkpoint, tmp_path) -> None:
     out = tmp_path / "out.csv"
     cmd = [sys.executable, "-m", "cxr_viewer.cli.triage", str(folder), "-o", str(out), "--model",
            str(checkpoint), "--no-fast", "--batch-size", "2", "--threads", "1", "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background jobs (CI runners, nohup) inherit SIGINT as "ignored", and Python then never
+    # raises KeyboardInterrupt: give the child the default disposition, as an interactive terminal would.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )
     assert proc.stderr is not None
     first = proc.stderr.readline()  # "model ... loaded": the analysis starts now
     assert "loaded" in first, first
