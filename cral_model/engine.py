@@ -725,6 +725,12 @@ def _fit(
     log_path = out / "log.jsonl"
     if info.is_main and resume is None and log_path.exists():
         log_path.unlink()
+    elif info.is_main and resume is not None:
+        # last.pt is the record: a kill between its save and the log append would otherwise lose a line,
+        # and lines written after the state being resumed would be repeated.
+        tmp = log_path.with_name(log_path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
+        os.replace(tmp, log_path)
     for epoch in range(start_epoch, cfg.epochs):
         lr = cfg.lr_at(epoch)
         for group in optimizer.param_groups:
