@@ -62,3 +62,30 @@ def test_bundled_model_predicts_on_real_images(shared_data: Path) -> None:
         side = predictor.preprocessing.input_size // 32
         assert pred.attention.shape == (14, side, side)
         assert len(pred.top_k(8)) == 8
+
+
+def test_bundled_model_reads_a_full_size_study_like_its_64px_copy(shared_data: Path) -> None:
+    """The model is trained on 64 px copies; a 1024 px original must be shrunk the same way.
+
+    16 studies are in ../shared/data both at 1024 px and as the 64 px training copy. Their findings
+    must agree (same ranking at the top, probabilities within 0.03), so the model scores full-size
+    images, such as the official test list's, as it was trained and validated.
+    """
+    import cv2
+
+    from cral_model.inference import Predictor
+
+    full = {p.name: p for p in (shared_data / "chestxray14-fullres-samples" / "images").glob("*.png")}
+    small = {p.name: p for p in (shared_data / "chestxray14-nih1000-64px" / "images").glob("*.png")}
+    both = sorted(set(full) & set(small))
+    if len(both) < 8:
+        pytest.skip("fewer than 8 studies in ../shared/data at both resolutions")
+    predictor = Predictor.from_checkpoint(BUNDLED, device="cpu")
+    diffs, same_top1 = [], 0
+    for name in both:
+        a = predictor.predict(cv2.imread(str(full[name]), cv2.IMREAD_GRAYSCALE))
+        b = predictor.predict(cv2.imread(str(small[name]), cv2.IMREAD_GRAYSCALE))
+        diffs.append(float(np.abs(a.probabilities - b.probabilities).max()))
+        same_top1 += a.top_k(1)[0][0] == b.top_k(1)[0][0]
+    assert max(diffs) < 0.03, dict(zip(both, diffs, strict=True))
+    assert same_top1 >= len(both) - 1
