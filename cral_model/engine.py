@@ -119,10 +119,15 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         torch.save(obj, tmp)
+        with open(tmp, "rb") as fh:  # on disk before the rename: a power cut leaves old or new, whole
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    from cral_model.checkpoint import fsync_dir
+
+    fsync_dir(path.parent)
 
 
 def _remove_stale_temporaries(out: Path) -> None:

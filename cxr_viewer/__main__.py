@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -69,13 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the viewer. Returns the process exit code."""
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # pydicom logs every failed decoder plugin with a traceback before we try our fallback; the
-    # viewer reports unreadable files itself (as error rows), so keep its log quiet.
-    # (pydicom resets its own logger level on import, so filter at our handler instead)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(lambda record: not record.name.startswith("pydicom"))
-    # pydicom's validation warnings quote header values (possibly patient data): never print them
-    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
+    # pydicom logs every failed decoder plugin with a traceback before we try our fallback, and its
+    # warnings may quote header values (patient data); the viewer reports unreadable files itself.
+    from cxr_viewer.core.io import quiet_decoder_output
+
+    quiet_decoder_output()
     if args.screenshot and not args.paths:
         get_parser().error("--screenshot needs at least one FILE")
 

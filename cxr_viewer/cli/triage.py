@@ -23,12 +23,12 @@ import logging
 import os
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from cxr_viewer import __version__
 from cxr_viewer.batch import collect_files, triage_files, write_csv
+from cxr_viewer.core.io import quiet_decoder_output
 from cxr_viewer.inference import NOT_FOR_CLINICAL_USE, default_model_path, fast_mode, load_predictor
 
 __all__ = ["get_parser", "main"]
@@ -88,10 +88,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.workers < 0:
         parser.error("--workers must be >= 0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # pydicom's warnings may quote header values (patient data): never print them
-    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(lambda record: not record.name.startswith("pydicom"))
+    quiet_decoder_output()  # no header values (patient data) or redundant decoder warnings on stderr
 
     model = args.model or default_model_path()
     if model is None:

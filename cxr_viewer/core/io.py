@@ -34,8 +34,10 @@ safe to log.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import stat
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,6 +243,21 @@ def _check_regular_file(path: Path) -> int:
     if not stat.S_ISREG(st.st_mode):
         raise UnreadableFileError("not a regular file (FIFO, device or socket)")
     return int(st.st_size)
+
+
+def quiet_decoder_output() -> None:
+    """Keep the decoders' own messages off stdout/stderr; for applications (the viewer, cxr-triage).
+
+    - pydicom's validation warnings and decoder-plugin log records may quote header values (patient
+      data); unreadable files are reported by our typed errors instead.
+    - Pillow's ``DecompressionBombWarning`` (89-179 million declared pixels) is redundant: `load_image`
+      refuses anything above `MAX_PIXELS` from the header, before decoding.
+    Call it after `logging.basicConfig`: the log filter goes on the root handlers present then.
+    """
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module=r"PIL(\..*)?$")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: not record.name.startswith("pydicom"))
 
 
 def load_image(path: str | os.PathLike[str]) -> XrayImage:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -293,3 +294,29 @@ def test_ctrl_c_exits_cleanly_without_traceback(checkpoint, tmp_path) -> None:
     assert "Traceback" not in err
     assert "interrupted" in err
     assert not out.exists() and not list(tmp_path.glob("out.csv*"))
+
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares width x height grey pixels, with no image data behind it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def test_oversized_images_are_refused_quietly(checkpoint, tmp_path) -> None:
+    """100 million declared pixels: refused from the header with our reason, and Pillow's own
+    DecompressionBombWarning (raised at 89 million) does not reach stderr."""
+    big = _png_declaring(tmp_path / "big.png", 10_000, 10_000)
+    out = tmp_path / "big.csv"
+    cmd = [sys.executable, "-m", "cxr_viewer.cli.triage", str(big), "-o", str(out), "--model", str(checkpoint)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert proc.returncode == 0, proc.stderr
+    (row,) = _read(out)
+    assert "too large" in row["error"] and "10000 x 10000" in row["error"]
+    assert "exceeds limit" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
