@@ -194,14 +194,20 @@ def save_checkpoint(
         mode = stat.S_IMODE(os.stat(tmp).st_mode)  # 0666 & ~umask, applied by the kernel
         save_file(tensors, tmp, metadata={_META_KEY: text})
         os.chmod(tmp, mode)  # safetensors may replace the file with its own 0600 temporary
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
+        replace_durably(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    fsync_dir(dest.parent)
     return dest
+
+
+def replace_durably(tmp: str | os.PathLike[str], dest: Path) -> None:
+    """Rename a finished temporary file over ``dest``: its data reaches the disk before the rename and
+    the rename before returning, so a crash or power cut leaves the old or the new file, whole."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
 
 
 def _reserve_temporary(dest: Path) -> str:

@@ -54,6 +54,7 @@ from cral_model.distributed import (
     cleanup,
     init_distributed,
 )
+from cral_model.checkpoint import replace_durably
 from cral_model.labels import CLASS_NAMES
 from cral_model.metrics import mean_auc, per_class_auc, youden_thresholds
 from cral_model.train_config import TrainConfig
@@ -119,15 +120,10 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:  # on disk before the rename: a power cut leaves old or new, whole
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    from cral_model.checkpoint import fsync_dir
-
-    fsync_dir(path.parent)
 
 
 def _remove_stale_temporaries(out: Path) -> None:
