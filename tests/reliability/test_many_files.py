@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+from qt_support import close_main_window, open_main_window
+from qt_support import drop_paths as _drop
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -24,47 +26,20 @@ FINISHED = {"done", "error", "viewed (no model)", "cancelled"}
 MAX_GAP_S = 1.0
 
 
-def _drop(window, paths: list[Path]) -> None:
-    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-    from PySide6.QtGui import QDropEvent
-
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(
-        QPointF(10, 10),
-        Qt.DropAction.CopyAction,
-        mime,
-        Qt.MouseButton.LeftButton,
-        Qt.KeyboardModifier.NoModifier,
-    )
-    window.dropEvent(event)
-    assert event.isAccepted()
-
-
 @pytest.fixture
 def window_factory(qtbot, tmp_path):
-    import pyqtgraph as pg
     from PySide6.QtCore import QSettings
 
-    from cxr_viewer.qt.main_window import MainWindow
-
-    pg.setConfigOptions(imageAxisOrder="row-major")
+    settings = QSettings(str(tmp_path / "viewer.ini"), QSettings.Format.IniFormat)
     windows = []
 
     def make(**kwargs):
-        kwargs.setdefault("settings", QSettings(str(tmp_path / "viewer.ini"), QSettings.Format.IniFormat))
-        w = MainWindow(**kwargs)
-        qtbot.addWidget(w)
-        w.resize(1200, 800)
-        w.show()
-        windows.append(w)
-        return w
+        windows.append(open_main_window(qtbot, settings, **kwargs))
+        return windows[-1]
 
     yield make
     for w in windows:
-        w.close()
-        assert not w.inference_thread.thread.isRunning()
-        assert not w.loader_thread.thread.isRunning()
+        close_main_window(w)
 
 
 @pytest.mark.slow

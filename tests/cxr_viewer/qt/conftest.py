@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qt_support import close_main_window, open_main_window
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -79,28 +80,16 @@ def settings(tmp_path: Path):
 @pytest.fixture
 def make_window(qtbot, settings):
     """``make_window(model_path=..., predictor_factory=...)`` -> shown MainWindow; closed at teardown."""
-    import pyqtgraph as pg
-
-    from cxr_viewer.qt.main_window import MainWindow
-
-    pg.setConfigOptions(imageAxisOrder="row-major")
     windows = []
 
     def factory(size: tuple[int, int] | None = (1200, 800), **kwargs):
         kwargs.setdefault("settings", settings)
-        window = MainWindow(**kwargs)
-        qtbot.addWidget(window)
-        if size is not None:
-            window.resize(*size)
-        window.show()
-        windows.append(window)
-        return window
+        windows.append(open_main_window(qtbot, size=size, **kwargs))
+        return windows[-1]
 
     yield factory
     for window in windows:
-        window.close()
-        assert not window.inference_thread.thread.isRunning()
-        assert not window.loader_thread.thread.isRunning()
+        close_main_window(window)
 
 
 @pytest.fixture(scope="session")

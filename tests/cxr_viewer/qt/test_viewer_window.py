@@ -7,32 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtCore import Qt
+from qt_support import drop_paths as _drop
 
 from cxr_viewer.core.state import SALIENCY
 
 FINISHED = {"done", "error", "viewed (no model)", "cancelled"}
-
-
-def _drop(window, paths: list[Path], target=None) -> None:
-    """Simulate a drag-and-drop of local files/folders onto ``target`` (default: the window)."""
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(
-        QPointF(10, 10),
-        Qt.DropAction.CopyAction,
-        mime,
-        Qt.MouseButton.LeftButton,
-        Qt.KeyboardModifier.NoModifier,
-    )
-    if target is None:
-        window.dropEvent(event)
-    else:
-        # QApplication only delivers Drop events during a real drag, so call the filter that child
-        # widgets forward their drops through, as Qt would.
-        assert window._drop_filter.eventFilter(target, event)
-    assert event.isAccepted()
 
 
 def _all_finished(window, n: int) -> bool:
