@@ -86,7 +86,8 @@ def _weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The commit of this source tree, when it is a git checkout (provenance for checkpoints)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -162,7 +163,7 @@ def save_checkpoint(
         pre = PreprocessConfig.from_dict(dict(preprocessing))
     prov = dict(provenance or {})
     prov.setdefault("date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    prov.setdefault("git_commit", _git_commit())
+    prov.setdefault("git_commit", git_commit())
     prov.setdefault("torch", torch.__version__)
 
     store = _DTYPES[dtype]

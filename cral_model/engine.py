@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +53,7 @@ from cral_model.distributed import (
     cleanup,
     init_distributed,
 )
-from cral_model.checkpoint import replace_durably
+from cral_model.checkpoint import git_commit, replace_durably
 from cral_model.labels import CLASS_NAMES
 from cral_model.metrics import mean_auc, per_class_auc, youden_thresholds
 from cral_model.train_config import TrainConfig
@@ -135,21 +134,6 @@ def _remove_stale_temporaries(out: Path) -> None:
         for tmp in out.glob(pattern):
             with contextlib.suppress(OSError):
                 tmp.unlink()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _nan_to_none(obj: Any) -> Any:
@@ -540,7 +524,7 @@ def _export_best(
         "data": data_info,
         "command": shlex.join(command),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "train_config": cfg.replace(output=None).to_dict() | {"data_root": data_info.get("data_root")},
