@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cral_model.checkpoint import git_commit, replace_durably
 from cral_model.data import (
     EpochSampler,
     EvalPreset,
@@ -53,7 +54,6 @@ from cral_model.distributed import (
     cleanup,
     init_distributed,
 )
-from cral_model.checkpoint import git_commit, replace_durably
 from cral_model.labels import CLASS_NAMES
 from cral_model.metrics import mean_auc, per_class_auc, youden_thresholds
 from cral_model.train_config import TrainConfig
@@ -626,9 +626,9 @@ def _fit(
     pre = cfg.preprocess_config()
     cache = _auto_cache(splits.train, cfg.cache_images)
     train_ds = ImageDataset(
-        splits.train, TrainPreset(
-            pre, scale=cfg.crop_scale, hflip=cfg.hflip, rotate=cfg.rotate, intensity=cfg.intensity
-        ), cache=cache
+        splits.train,
+        TrainPreset(pre, scale=cfg.crop_scale, hflip=cfg.hflip, rotate=cfg.rotate, intensity=cfg.intensity),
+        cache=cache,
     )
     train_sampler = EpochSampler(
         len(train_ds), shuffle=True, seed=cfg.seed, num_replicas=info.world_size, rank=info.rank
@@ -677,7 +677,9 @@ def _fit(
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         # Batch-norm running statistics are averaged too (use_buffers), so the average is usable as is.
-        ema = AveragedModel(_unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        ema = AveragedModel(
+            _unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+        )
 
     start_epoch, best_epoch, best_auc = 0, None, -math.inf
     history: list[dict[str, Any]] = []

@@ -30,7 +30,9 @@ def drop_paths(window: Any, paths: list[Path], target: Any = None) -> None:
     assert event.isAccepted()
 
 
-def open_main_window(qtbot: Any, settings: Any, size: tuple[int, int] | None = (1200, 800), **kwargs: Any) -> Any:
+def open_main_window(
+    qtbot: Any, settings: Any, size: tuple[int, int] | None = (1200, 800), **kwargs: Any
+) -> Any:
     """A shown MainWindow with the given (test-local) QSettings; pass it to `close_main_window` after."""
     import pyqtgraph as pg
 

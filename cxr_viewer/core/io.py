@@ -255,7 +255,9 @@ def quiet_decoder_output() -> None:
     Call it after `logging.basicConfig`: the log filter goes on the root handlers present then.
     """
     warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
-    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module=r"PIL(\..*)?$")
+    warnings.filterwarnings(
+        "ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module=r"PIL(\..*)?$"
+    )
     for handler in logging.getLogger().handlers:
         handler.addFilter(lambda record: not record.name.startswith("pydicom"))
 

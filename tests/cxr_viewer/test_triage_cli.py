@@ -314,8 +314,19 @@ def test_oversized_images_are_refused_quietly(checkpoint, tmp_path) -> None:
     DecompressionBombWarning (raised at 89 million) does not reach stderr."""
     big = _png_declaring(tmp_path / "big.png", 10_000, 10_000)
     out = tmp_path / "big.csv"
-    cmd = [sys.executable, "-m", "cxr_viewer.cli.triage", str(big), "-o", str(out), "--model", str(checkpoint)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "default"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "cxr_viewer.cli.triage",
+        str(big),
+        "-o",
+        str(out),
+        "--model",
+        str(checkpoint),
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "default"}
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = _read(out)
     assert "too large" in row["error"] and "10000 x 10000" in row["error"]
