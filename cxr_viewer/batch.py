@@ -8,8 +8,9 @@ enough and nothing is pickled.
 
 A file that cannot be read or analysed becomes a row with its ``error``; the other files go on.
 
-Rows are sorted by triage score (highest first, see :func:`cxr_viewer.core.findings.triage_score`), then
-the error rows in input order.
+Rows are sorted by triage score (highest first, see :func:`cxr_viewer.core.findings.triage_score`),
+studies whose DICOM header puts them outside the model's scope (:mod:`cxr_viewer.core.scope`) after the
+others, then the error rows in input order.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from cxr_viewer.core.findings import rank_findings, triage_score
 from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image
+from cxr_viewer.core.scope import scope_warning
 
 __all__ = ["TriageRow", "collect_files", "csv_header", "triage_files", "write_csv"]
 
@@ -44,6 +46,8 @@ class TriageRow:
         triage_score: ``max_k p_k / t_k`` (``max_k p_k`` without thresholds), or None for an error row.
         flags: findings at or above their threshold, most probable first.
         top8: the 8 most probable findings as (name, probability), descending.
+        warning: why the DICOM header puts the study outside what the model reads (see
+            :mod:`cxr_viewer.core.scope`), else empty.
     """
 
     file: str
@@ -52,6 +56,7 @@ class TriageRow:
     triage_score: float | None = None
     flags: tuple[str, ...] = ()
     top8: tuple[tuple[str, float], ...] = ()
+    warning: str = ""
 
 
 def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
@@ -76,25 +81,26 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
 
 
-def _load_one(path: Path, prepare: Callable[[np.ndarray], Any]) -> tuple[Any, str]:
-    """Decode and preprocess one file -> (network input or None, error reason or "")."""
+def _load_one(path: Path, prepare: Callable[[np.ndarray], Any]) -> tuple[Any, str, str]:
+    """Decode and preprocess one file -> (network input or None, error reason or "", scope warning)."""
     try:
         image = load_image(path)
     except ImageLoadError as exc:
-        return None, _short(exc)
+        return None, _short(exc), ""
     except Exception as exc:  # load_image converts decoder errors; anything else is still per-file
-        return None, f"unexpected error while reading: {type(exc).__name__}"
+        return None, f"unexpected error while reading: {type(exc).__name__}", ""
     try:
-        return prepare(image.pixels), ""
+        return prepare(image.pixels), "", scope_warning(image.header)
     except Exception as exc:
-        return None, f"cannot preprocess: {type(exc).__name__}: {_short(exc)}"[:_MAX_REASON]
+        return None, f"cannot preprocess: {type(exc).__name__}: {_short(exc)}"[:_MAX_REASON], ""
 
 
-def _row(path: Path, pred: Any, class_names: Sequence[str], thresholds: Any) -> TriageRow:
+def _row(path: Path, pred: Any, class_names: Sequence[str], thresholds: Any, warning: str) -> TriageRow:
     probs = np.asarray(pred.probabilities, dtype=np.float64).reshape(-1)
     ranked = rank_findings(probs, class_names, thresholds, top_k=None)
     return TriageRow(
         file=str(path),
+        warning=warning,
         probabilities=tuple(float(p) for p in probs),
         triage_score=triage_score(probs, thresholds),
         flags=tuple(f.name for f in ranked if f.above_threshold),
@@ -104,14 +110,15 @@ def _row(path: Path, pred: Any, class_names: Sequence[str], thresholds: Any) -> 
 
 def _prepared(
     files: Sequence[tuple[Path, str]], prepare: Callable[[np.ndarray], Any], workers: int, prefetch: int
-) -> Iterator[tuple[Path, Any, str]]:
-    """(path, network input or None, reason) in input order; up to ``prefetch`` files decoded ahead."""
+) -> Iterator[tuple[Path, Any, str, str]]:
+    """(path, network input or None, reason, scope warning) in input order; up to ``prefetch`` files
+    decoded ahead."""
     if workers <= 0:
         for path, reason in files:
-            yield (path, None, reason) if reason else (path, *_load_one(path, prepare))
+            yield (path, None, reason, "") if reason else (path, *_load_one(path, prepare))
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cxr-decode") as pool:
-        queue: deque[tuple[Path, str, Future[tuple[Any, str]] | None]] = deque()
+        queue: deque[tuple[Path, str, Future[tuple[Any, str, str]] | None]] = deque()
         it = iter(files)
 
         def top_up() -> None:
@@ -127,7 +134,7 @@ def _prepared(
             while queue:
                 path, reason, fut = queue.popleft()
                 top_up()
-                yield (path, None, reason) if fut is None else (path, *fut.result())
+                yield (path, None, reason, "") if fut is None else (path, *fut.result())
         finally:
             for _, _, fut in queue:
                 if fut is not None:
@@ -153,7 +160,9 @@ def triage_files(
         on_progress: called with the number of files just finished (for a progress bar).
 
     Returns:
-        One row per file: analysed rows by descending triage score, then error rows in input order.
+        One row per file: analysed rows by descending triage score (those whose DICOM header says they
+        are not frontal chest radiographs after the others, with their ``warning``), then error rows
+        in input order.
     """
     import torch
 
@@ -162,11 +171,11 @@ def triage_files(
     thresholds = predictor.thresholds
     done: list[TriageRow] = []
     errors: list[TriageRow] = []
-    pending: list[tuple[Path, Any]] = []
+    pending: list[tuple[Path, Any, str]] = []
 
-    def infer(items: list[tuple[Path, Any]]) -> None:
+    def infer(items: list[tuple[Path, Any, str]]) -> None:
         try:
-            preds = predictor.predict_tensor(torch.stack([x for _, x in items]))
+            preds = predictor.predict_tensor(torch.stack([x for _, x, _ in items]))
         except Exception as exc:  # one bad batch must not stop the run: retry its files one by one
             if len(items) > 1:
                 for item in items:
@@ -176,7 +185,8 @@ def triage_files(
             errors.append(TriageRow(str(items[0][0]), reason))
         else:
             done.extend(
-                _row(p, pred, class_names, thresholds) for (p, _), pred in zip(items, preds, strict=True)
+                _row(p, pred, class_names, thresholds, w)
+                for (p, _, w), pred in zip(items, preds, strict=True)
             )
 
     def flush() -> None:
@@ -187,23 +197,23 @@ def triage_files(
             pending.clear()
 
     prefetch = max(2 * batch_size, batch_size + 2 * max(workers, 1))
-    for path, x, reason in _prepared(files, predictor.prepare, workers, prefetch):
+    for path, x, reason, warning in _prepared(files, predictor.prepare, workers, prefetch):
         if reason:
             errors.append(TriageRow(str(path), reason))
             if on_progress is not None:
                 on_progress(1)
             continue
-        pending.append((path, x))
+        pending.append((path, x, warning))
         if len(pending) >= batch_size:
             flush()
     flush()
-    done.sort(key=lambda r: (-(r.triage_score or 0.0), r.file))
+    done.sort(key=lambda r: (bool(r.warning), -(r.triage_score or 0.0), r.file))
     return done + errors
 
 
 def csv_header(class_names: Sequence[str]) -> list[str]:
-    """``file, error, triage_score, prob_<class>..., flags, top8``."""
-    return ["file", "error", "triage_score", *(f"prob_{n}" for n in class_names), "flags", "top8"]
+    """``file, error, triage_score, prob_<class>..., flags, top8, warning``."""
+    return ["file", "error", "triage_score", *(f"prob_{n}" for n in class_names), "flags", "top8", "warning"]
 
 
 def write_csv(rows: Iterable[TriageRow], class_names: Sequence[str], stream: IO[str]) -> None:
@@ -222,5 +232,6 @@ def write_csv(rows: Iterable[TriageRow], class_names: Sequence[str], stream: IO[
                 *probs,
                 ";".join(r.flags),
                 ";".join(f"{n}:{p:.4f}" for n, p in r.top8),
+                r.warning,
             ]
         )

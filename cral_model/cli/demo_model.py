@@ -390,7 +390,9 @@ configs/demo_model.yaml --mode full|no_attention --seed S`, last epoch): CRAL 0.
   patterns are below its resolution. Rare classes (Pneumonia, Edema, Hernia: a handful of training
   positives or none) are close to chance.
 - No ImageNet pretraining, no external validation, NIH labels only (text-mined, noisy).
-- It has no notion of "not a chest X-ray": other body parts get scores too, and they mean nothing.
+- It has no notion of "not a chest X-ray": other body parts get scores too, and they mean nothing. The
+  viewer and `cxr-triage` mark a DICOM whose header declares another body part, a lateral view or a
+  non-radiograph modality, and list it after the chest studies; a PNG/JPEG of a knee is not caught.
 - The heat maps are {cfg.get('input_size', 64) // 32} x {cfg.get('input_size', 64) // 32} grids: coarse hints of where the evidence was, not localisations.
 - Demonstration only. Not a medical device. Not for clinical use.
 

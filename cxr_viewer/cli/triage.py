@@ -6,8 +6,10 @@ Usage::
                [--batch-size 16] [--workers 2] [--fast | --no-fast] [--threads N] [--no-progress]
 
 Columns: ``file``, ``error`` (empty when analysed, else why not), ``triage_score``, ``prob_<class>``
-for every class, ``flags`` (findings at or above their threshold) and ``top8``; rows sorted by triage
-score, highest first, error rows last. ``-o -`` writes to stdout.
+for every class, ``flags`` (findings at or above their threshold), ``top8`` and ``warning`` (why the
+DICOM header says the study is not a frontal chest radiograph, else empty); rows sorted by triage
+score, highest first, studies with a ``warning`` after the others, error rows last. ``-o -`` writes to
+stdout.
 
 Exit status: 0 when it ran, even if some files could not be read (they are rows with an ``error``);
 1 when it could not run (no model, a model that does not load, an output that cannot be written);
@@ -145,9 +147,11 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
     n_err = sum(1 for r in rows if r.error)
     n_flag = sum(1 for r in rows if r.flags)
+    n_scope = sum(1 for r in rows if r.warning)
     rate = (len(rows) - n_err) / elapsed if elapsed > 0 else 0.0
+    scope = f", {n_scope} not chest per header (listed last)" if n_scope else ""
     sys.stderr.write(
-        f"cxr-triage: {len(rows) - n_err} analysed ({n_flag} flagged), {n_err} not readable, "
+        f"cxr-triage: {len(rows) - n_err} analysed ({n_flag} flagged{scope}), {n_err} not readable, "
         f"{elapsed:.1f} s ({rate:.1f} images/s) -> {args.output}\n"
     )
     return 0

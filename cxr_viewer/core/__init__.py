@@ -6,6 +6,7 @@ from cxr_viewer.core.findings import Finding, rank_findings, triage_score
 from cxr_viewer.core.image import HeaderSummary, VoiLut, XrayImage
 from cxr_viewer.core.io import FoundFile, ImageLoadError, iter_study_files, load_image
 from cxr_viewer.core.orientation import Orientation
+from cxr_viewer.core.scope import scope_warning
 from cxr_viewer.core.state import SALIENCY, ViewerState
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "iter_study_files",
     "load_image",
     "rank_findings",
+    "scope_warning",
     "triage_score",
 ]

@@ -41,6 +41,7 @@ from cxr_viewer.core.findings import Finding, rank_findings, triage_score
 from cxr_viewer.core.image import XrayImage
 from cxr_viewer.core.io import FoundFile
 from cxr_viewer.core.orientation import Orientation
+from cxr_viewer.core.scope import scope_warning
 from cxr_viewer.core.state import ViewerState
 from cxr_viewer.core.windowing import WindowPreset, auto_window, presets_for
 from cxr_viewer.inference import ModelInfo, Predictor, model_card_text, model_input
@@ -84,6 +85,7 @@ class Study:
     score: float | None = None
     model_generation: int = -1  # which loaded model produced ``prediction``
     notes: tuple[str, ...] = ()
+    out_of_scope: str = ""  # why the header says this is not a frontal chest radiograph (core.scope)
 
     @property
     def name(self) -> str:
@@ -592,6 +594,7 @@ class MainWindow(QMainWindow):
             return
         self._cache_put(study.id, image)
         study.notes = image.notes
+        study.out_of_scope = scope_warning(image.header)
         if study.thumbnail is None:
             study.thumbnail = thumb
             self.worklist.set_thumbnail(study.id, thumb)
@@ -648,7 +651,7 @@ class MainWindow(QMainWindow):
         study.model_generation = entry[2]
         self._set_status(study, "done")
         flagged = ", ".join(f.display_name for f in study.findings if f.above_threshold)
-        self.worklist.set_score(study.id, study.score, flagged)
+        self.worklist.set_score(study.id, study.score, flagged, study.out_of_scope)
         if study.id == self._shown_study:
             self._show_findings(study)
         self.study_finished.emit(study.id)
@@ -883,6 +886,11 @@ class MainWindow(QMainWindow):
         )
         if self.model_info is not None and self.model_info.thresholds is None:
             status = f"Triage score {study.score:.2f} (model has no thresholds)."
+        if study.out_of_scope:
+            status = (
+                f"\u26a0 Out of scope ({study.out_of_scope}): these scores mean nothing for this study, "
+                f"which is listed after the chest studies. {status}"
+            )
         self.findings_panel.set_findings(
             study.findings, status, has_saliency=getattr(study.prediction, "saliency", None) is not None
         )

@@ -179,8 +179,8 @@ def test_write_csv_to_a_stream_leaves_error_cells_empty() -> None:
     buf = io.StringIO()
     write_csv([TriageRow("x.png", "does not exist")], ("A", "B"), buf)
     assert buf.getvalue().splitlines() == [
-        "file,error,triage_score,prob_A,prob_B,flags,top8",
-        "x.png,does not exist,,,,,",
+        "file,error,triage_score,prob_A,prob_B,flags,top8,warning",
+        "x.png,does not exist,,,,,,",
     ]
 
 
@@ -331,3 +331,28 @@ def test_oversized_images_are_refused_quietly(checkpoint, tmp_path) -> None:
     (row,) = _read(out)
     assert "too large" in row["error"] and "10000 x 10000" in row["error"]
     assert "exceeds limit" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+
+
+def test_studies_outside_the_model_scope_go_last_with_their_reason(
+    checkpoint, shared_data, tmp_path, capsys
+) -> None:
+    """The NEMA hip (RG2) and extremity (RG3) CRs are scored but listed after the chest studies, whatever
+    their score, with the header's reason in ``warning``; the chest CR and an NIH PNG have none."""
+    dicom = shared_data("dicom")
+    png = sorted(shared_data("chestxray14-fullres-samples", "images").glob("*.png"))[0]
+    files = [dicom / "RG2_JPLL.dcm", dicom / "RG1_UNCI.dcm", dicom / "RG3_UNCR.dcm", png]
+    out = tmp_path / "scope.csv"
+    assert main([*map(str, files), "-o", str(out), "--model", str(checkpoint), "--no-fast"]) == 0
+    assert "2 not chest per header (listed last)" in capsys.readouterr().err
+    rows = _read(out)
+    assert list(rows[0].keys())[-1] == "warning"
+    by_name = {Path(r["file"]).name: r for r in rows}
+    assert by_name["RG1_UNCI.dcm"]["warning"] == "" and by_name[png.name]["warning"] == ""
+    assert by_name["RG2_JPLL.dcm"]["warning"].startswith("body part HIP")
+    assert by_name["RG3_UNCR.dcm"]["warning"].startswith("body part EXTREMITY")
+    assert all(r["error"] == "" and r["triage_score"] for r in rows)  # still analysed and scored
+    warned = [bool(r["warning"]) for r in rows]
+    assert warned == [False, False, True, True]  # in-scope first
+    for group in (rows[:2], rows[2:]):
+        scores = [float(r["triage_score"]) for r in group]
+        assert scores == sorted(scores, reverse=True)

@@ -11,6 +11,7 @@ __all__ = ["STATUSES", "Worklist"]
 
 STUDY_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+SCORE_ROLE = Qt.ItemDataRole.UserRole + 3  # the triage score itself (SORT_ROLE also encodes the scope)
 COL_NAME, COL_STATUS, COL_SCORE = 0, 1, 2
 #: row statuses and their sort order (most urgent work first)
 STATUSES = ("analysing", "queued", "done", "viewed (no model)", "cancelled", "error")
@@ -79,7 +80,7 @@ class Worklist(QTableView):
         status_item = QStandardItem("queued")
         status_item.setData(STATUSES.index("queued"), SORT_ROLE)
         score_item = QStandardItem("")
-        score_item.setData(-1.0, SORT_ROLE)
+        score_item.setData(-2.0, SORT_ROLE)
         score_item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self._rows[study_id] = self.source.rowCount()
         self.source.appendRow([name_item, status_item, score_item])
@@ -113,28 +114,47 @@ class Worklist(QTableView):
         if status == "error" and name_item is not None and name_item.icon().isNull():
             name_item.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning))
 
-    def set_score(self, study_id: int, score: float | None, flagged: str = "") -> None:
-        """Show the triage score (None clears it); ``flagged`` lists findings above threshold (tooltip)."""
+    def set_score(
+        self, study_id: int, score: float | None, flagged: str = "", out_of_scope: str = ""
+    ) -> None:
+        """Show the triage score (None clears it); ``flagged`` lists findings above threshold (tooltip).
+
+        ``out_of_scope`` (why the header says this is not a frontal chest radiograph) marks the score
+        with a warning sign and sorts the row below every in-scope scored study, above unscored ones.
+        """
         item = self._item(study_id, COL_SCORE)
         if item is None:
             return
-        item.setText("" if score is None else f"{score:.2f}")
-        item.setData(-1.0 if score is None else float(score), SORT_ROLE)
-        item.setToolTip(flagged or ("" if score is None else "no finding above its threshold"))
+        if score is None:
+            item.setText("")
+            item.setData(None, SCORE_ROLE)
+            item.setData(-2.0, SORT_ROLE)
+            item.setToolTip("")
+        else:
+            item.setText(f"\u26a0 {score:.2f}" if out_of_scope else f"{score:.2f}")
+            item.setData(float(score), SCORE_ROLE)
+            # in scope: the score (>= 0); out of scope: squeezed into [-1, 0), below them all
+            item.setData(score / (1.0 + score) - 1.0 if out_of_scope else float(score), SORT_ROLE)
+            tip = flagged or "no finding above its threshold"
+            item.setToolTip(f"Out of scope: {out_of_scope}. Findings: {tip}" if out_of_scope else tip)
         bold = item.font()
-        bold.setBold(bool(flagged))
+        bold.setBold(bool(flagged) and not out_of_scope)
         item.setFont(bold)
+        item.setForeground(QBrush(QColor("#8a6d00")) if out_of_scope else QBrush())
 
     def status_of(self, study_id: int) -> str:
         """The status text of a row ("" for an unknown id)."""
         item = self._item(study_id, COL_STATUS)
         return "" if item is None else item.text()
 
+    def score_text_of(self, study_id: int) -> str:
+        """The score cell as shown ("" for an unknown id or no score yet)."""
+        return "" if (item := self._item(study_id, COL_SCORE)) is None else item.text()
+
     def score_of(self, study_id: int) -> float | None:
         """The shown score, or None."""
-        item = self._item(study_id, COL_SCORE)
-        value = None if item is None else item.data(SORT_ROLE)
-        return None if value is None or value < 0 else float(value)
+        value = None if (item := self._item(study_id, COL_SCORE)) is None else item.data(SCORE_ROLE)
+        return None if value is None else float(value)
 
     def study_count(self) -> int:
         """Number of rows."""

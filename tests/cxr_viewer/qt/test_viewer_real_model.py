@@ -157,3 +157,42 @@ def test_screenshot_cli_without_model(studies_folder: Path, tmp_path: Path, caps
     text = capsys.readouterr().out
     assert "No trained model loaded" in text
     assert out.is_file()
+
+
+@pytest.mark.usefixtures("_restore_torch_threads")
+def test_out_of_scope_studies_are_marked_and_listed_after_the_chest(
+    qtbot, make_window, tiny_checkpoint, shared_data
+) -> None:
+    """Hip (RG2) and extremity (RG3) CRs: scored, marked with a warning sign, sorted below the chest
+    CR and the NIH PNG whatever their scores, and the findings panel says why."""
+    dicom = shared_data("dicom")
+    files = [
+        dicom / "RG2_JPLL.dcm",
+        dicom / "RG3_UNCR.dcm",
+        dicom / "RG1_UNCI.dcm",
+        *_fullres(shared_data, 1),
+    ]
+    window = make_window(model_path=str(tiny_checkpoint))
+    qtbot.waitUntil(lambda: window.model_status == "ready", timeout=120_000)
+    window.open_paths(files)
+    qtbot.waitUntil(
+        lambda: (
+            len(window.studies) == 4
+            and window.is_idle()
+            and all(s.status == "done" for s in window.studies.values())
+        ),
+        timeout=180_000,
+    )
+    by_name = {s.name: s for s in window.studies.values()}
+    order = [window.studies[sid].name for sid in window.worklist.study_ids_in_view_order()]
+    assert set(order[:2]) == {"RG1_UNCI.dcm", files[3].name}
+    assert set(order[2:]) == {"RG2_JPLL.dcm", "RG3_UNCR.dcm"}
+    for name in ("RG2_JPLL.dcm", "RG3_UNCR.dcm"):
+        study = by_name[name]
+        assert study.out_of_scope.startswith("body part")
+        assert window.worklist.score_text_of(study.id) == f"\u26a0 {study.score:.2f}"
+        assert window.worklist.score_of(study.id) == pytest.approx(study.score)
+    assert by_name["RG1_UNCI.dcm"].out_of_scope == ""
+    window.select_study(by_name["RG2_JPLL.dcm"].id)
+    qtbot.waitUntil(lambda: window.state.image is not None and window.state.image.name == "RG2_JPLL.dcm")
+    assert "Out of scope (body part HIP" in window.findings_panel.status.text()
