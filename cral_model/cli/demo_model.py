@@ -341,6 +341,7 @@ one CPU thread per run.
   | **C-64 (20 epochs, shipped)** | 0, 1, 2 | 0.655, 0.643, 0.663 | 0.654 | 0.197 |
   | C-64, weight decay 5e-4 | 0, 1 | 0.638, 0.640 | 0.639 | 0.197 |
   | C-64, EMA decay 0.998 | 0 | 0.640 | 0.640 | 0.219 |
+  | C at 96 px (64 px upsampled, 3 x 3 maps) | 0, 1 | 0.645, 0.635 | 0.640 | 0.197 |
 
   The same B recipe gave 0.648 on the first machine and 0.618 on this one: a different CPU changes
   the low bits of the arithmetic and on 573 images the training trajectory diverges. Seed-to-seed
