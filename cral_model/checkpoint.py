@@ -208,7 +208,7 @@ def replace_durably(tmp: str | os.PathLike[str], dest: Path) -> None:
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, dest)
-    fsync_dir(dest.parent)
+    _fsync_dir(dest.parent)
 
 
 def _reserve_temporary(dest: Path) -> str:
@@ -229,7 +229,7 @@ def _reserve_temporary(dest: Path) -> str:
     raise FileExistsError(f"cannot create a temporary file beside {dest}")
 
 
-def fsync_dir(folder: Path) -> None:
+def _fsync_dir(folder: Path) -> None:
     """Make the rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
