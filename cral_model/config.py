@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 __all__ = ["BACKBONES", "ATTENTIONS", "MODES", "ModelConfig", "PreprocessConfig", "ConfigError"]
 
-BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "densenet121")
+BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_lite0")
 ATTENTIONS: tuple[str, ...] = ("att1", "att2")
 MODES: tuple[str, ...] = ("full", "no_category", "no_residual", "no_attention")
 

@@ -55,7 +55,13 @@ from cral_model.distributed import (
     init_distributed,
 )
 from cral_model.labels import CLASS_NAMES
-from cral_model.metrics import mean_auc, per_class_auc, youden_thresholds
+from cral_model.metrics import (
+    mean_auc,
+    normal_flag_rate,
+    normal_flag_rate_thresholds,
+    per_class_auc,
+    youden_thresholds,
+)
 from cral_model.train_config import TrainConfig
 
 __all__ = [
@@ -172,6 +178,18 @@ class DataSplits:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's) or AdamW; AdamW leaves biases and norm weights undecayed."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
 def load_splits(cfg: TrainConfig) -> DataSplits:
     """Read the training data named by ``cfg`` and split off validation patients.
 
@@ -180,10 +198,11 @@ def load_splits(cfg: TrainConfig) -> DataSplits:
     """
     val: LabeledImages | None
     if cfg.train_csv:
-        full = load_csv_dataset(cfg.train_csv, data_root=cfg.data_root, allow_missing=cfg.allow_missing)
+        csv_root = cfg.data_roots[0] if cfg.data_roots else None
+        full = load_csv_dataset(cfg.train_csv, data_root=csv_root, allow_missing=cfg.allow_missing)
         source = {"format": "csv", "train_csv": Path(cfg.train_csv).name}
         if cfg.val_csv:
-            val = load_csv_dataset(cfg.val_csv, data_root=cfg.data_root, allow_missing=cfg.allow_missing)
+            val = load_csv_dataset(cfg.val_csv, data_root=csv_root, allow_missing=cfg.allow_missing)
             train = full
             source["val_csv"] = Path(cfg.val_csv).name
         else:
@@ -193,9 +212,10 @@ def load_splits(cfg: TrainConfig) -> DataSplits:
         if not cfg.data_root:
             raise ValueError("data_root is required (or train_csv for the plain CSV format)")
         full = load_nih_split(
-            cfg.data_root, "train_val", labels_dir=cfg.labels_dir, allow_missing=cfg.allow_missing
+            cfg.data_roots, "train_val", labels_dir=cfg.labels_dir, allow_missing=cfg.allow_missing
         )
-        source = {"format": "nih", "data_root": Path(cfg.data_root).resolve().name}
+        names = [Path(r).resolve().name for r in cfg.data_roots]
+        source = {"format": "nih", "data_root": names[0] if len(names) == 1 else names}
         if cfg.labels_dir:
             source["labels_dir"] = Path(cfg.labels_dir).resolve().name
         tr, va = patient_split(full.patients, cfg.val_fraction, cfg.split_seed)
@@ -223,12 +243,16 @@ def _auto_cache(images: LabeledImages, setting: bool | None) -> bool:
         return setting
     if len(images) == 0:
         return False
-    try:
-        from PIL import Image
+    from PIL import Image
 
-        with Image.open(images.paths[0]) as im:
-            w, h = im.size
-            bytes_per = w * h * (2 if im.mode.startswith("I") else 1)
+    # Data pooled from several folders can mix sizes: estimate from the largest of a few spread samples.
+    picks = sorted({round(i * (len(images) - 1) / 7) for i in range(8)})
+    bytes_per = 0
+    try:
+        for i in picks:
+            with Image.open(images.paths[i]) as im:
+                w, h = im.size
+                bytes_per = max(bytes_per, w * h * (2 if im.mode.startswith("I") else 1))
     except OSError:
         return False
     return bytes_per * len(images) <= _AUTO_CACHE_BYTES
@@ -510,14 +534,28 @@ def _export_best(
     thresholds = None
     metrics: dict[str, Any] = {"epoch": epoch + 1}
     if result is not None:
-        thresholds = youden_thresholds(result.probs, result.targets)
+        if cfg.threshold_rule == "normal_flag_rate":
+            thresholds, fit = normal_flag_rate_thresholds(
+                result.probs, result.targets, max_rate=cfg.max_normal_flag_rate
+            )
+            rule = (
+                "one common specificity for every class, the lowest at which at most "
+                f"{cfg.max_normal_flag_rate:.0%} of the validation 'No Finding' images are flagged "
+                f"(specificity {fit['specificity']:.3f})"
+            )
+        else:
+            thresholds = youden_thresholds(result.probs, result.targets)
+            rule = (
+                "Youden's J (max sensitivity + specificity - 1) on the validation split; "
+                "0.5 where the validation split lacks positives or negatives"
+            )
         metrics.update(
             {
                 "val_mean_auc": result.mean_auc,
                 "val_per_class_auc": result.per_class_auc,
                 "val_loss": result.loss,
-                "threshold_rule": "Youden's J (max sensitivity + specificity - 1) on the validation split; "
-                "0.5 where the validation split lacks positives or negatives",
+                "threshold_rule": rule,
+                "val_normal_flag_rate": normal_flag_rate(result.probs, result.targets, thresholds),
             }
         )
     provenance = {
@@ -668,9 +706,7 @@ def _fit(
         if amp_dtype == torch.float16:
             scaler = torch.amp.GradScaler("cuda")
     precision = _Precision(device, amp_dtype, channels_last)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    optimizer = make_optimizer(model, cfg)
 
     ema = None
     if cfg.ema_decay is not None:

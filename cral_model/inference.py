@@ -206,9 +206,13 @@ class Predictor:
             fast=fast,
         )
 
-    def prepare(self, image: np.ndarray) -> torch.Tensor:
-        """One image -> network input (C, S, S) on the CPU (the evaluation transform)."""
-        return preprocess(image, self.preprocessing)
+    def prepare(self, image: np.ndarray, value_range: tuple[float, float] | None = None) -> torch.Tensor:
+        """One image -> network input (C, S, S) on the CPU (the evaluation transform).
+
+        ``image`` follows the input contract (`cral_model.preprocessing`): uint8, uint16, float in
+        [0, 1], or any dtype with ``value_range=(black, white)``.
+        """
+        return preprocess(image, self.preprocessing, value_range)
 
     @torch.inference_mode()
     def predict_tensor(self, batch: torch.Tensor) -> list[Prediction]:
@@ -227,9 +231,13 @@ class Predictor:
             Prediction(self.class_names, probs[i], att[i], sal[i], self.thresholds) for i in range(probs.shape[0])
         ]
 
-    def predict(self, image: np.ndarray) -> Prediction:
-        """One 2-D image (any size and dtype, display orientation, higher = brighter) -> `Prediction`."""
-        return self.predict_tensor(self.prepare(image)[None])[0]
+    def predict(self, image: np.ndarray, value_range: tuple[float, float] | None = None) -> Prediction:
+        """One 2-D image (any size, display orientation, higher = brighter) -> `Prediction`.
+
+        uint8 is read as / 255, uint16 as / 65535, float must be in [0, 1]; any other dtype needs
+        ``value_range=(black, white)`` (see the input contract in `cral_model.preprocessing`).
+        """
+        return self.predict_tensor(self.prepare(image, value_range)[None])[0]
 
     def predict_batch(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[Prediction]:
         """Many images, in chunks of ``batch_size``; results in input order."""

@@ -29,6 +29,8 @@ __all__ = [
     "roc_auc",
     "roc_curve",
     "sensitivity_specificity",
+    "normal_flag_rate",
+    "normal_flag_rate_thresholds",
     "youden_thresholds",
 ]
 
@@ -151,6 +153,71 @@ def youden_thresholds(probs: np.ndarray, targets: np.ndarray, *, default: float 
         j[0] = -np.inf  # the +inf threshold (nothing positive) is not an operating point
         out.append(float(thr[int(np.argmax(j))]))
     return out
+
+
+def normal_flag_rate(probs: np.ndarray, targets: np.ndarray, thresholds: Sequence[float]) -> float:
+    """Share of "No Finding" images (all targets 0) with at least one class at or above its threshold.
+
+    NaN when there is no such image.
+    """
+    p, t = _check(probs, targets)
+    normal = ~(t > 0.5).any(axis=1)
+    if not normal.any():
+        return math.nan
+    flagged = (p[normal] >= np.asarray(thresholds, dtype=np.float64)[None, :]).any(axis=1)
+    return float(flagged.mean())
+
+
+def _specificity_thresholds(p: np.ndarray, t: np.ndarray, spec: float) -> np.ndarray:
+    """Per class, the lowest threshold at which at least ``spec`` of that class's negatives are below it."""
+    out = np.empty(p.shape[1])
+    for k in range(p.shape[1]):
+        neg = np.sort(p[t[:, k] <= 0.5, k])
+        if neg.size == 0:
+            out[k] = 0.5
+            continue
+        # the ceil(spec * n)-th smallest negative score; predicting at >= the next float above it keeps
+        # at least that many negatives negative
+        idx = min(max(math.ceil(spec * neg.size) - 1, 0), neg.size - 1)
+        out[k] = np.nextafter(neg[idx], np.inf)
+    return np.clip(out, 0.0, 1.0)
+
+
+def normal_flag_rate_thresholds(
+    probs: np.ndarray, targets: np.ndarray, *, max_rate: float = 0.2, tol: float = 1e-4
+) -> tuple[list[float], dict[str, float]]:
+    """Per-class thresholds at one common specificity, the lowest that flags at most ``max_rate`` of the
+    "No Finding" images (no class positive) of the given split.
+
+    Each class's threshold is the ``s``-quantile of its negatives' scores (so every class has
+    specificity >= s on this split); ``s`` is found by bisection, since the share of normal images
+    with any flag falls as ``s`` rises. Youden's J per class instead flags most normal images once 14
+    classes are combined (each class alone is at ~60-70 % specificity), so a flag would say nothing.
+
+    Returns:
+        ``(thresholds, {"specificity": s, "normal_flag_rate": achieved rate, "max_rate": max_rate})``.
+    """
+    p, t = _check(probs, targets)
+    if not 0.0 <= max_rate <= 1.0:
+        raise ValueError(f"max_rate must be in [0, 1], got {max_rate}")
+
+    def rate(spec: float) -> tuple[float, np.ndarray]:
+        thr = _specificity_thresholds(p, t, spec)
+        r = normal_flag_rate(p, t, thr)
+        return (0.0 if math.isnan(r) else r), thr
+
+    lo, hi = 0.5, 1.0  # rate(hi) == 0: at specificity 1 no negative is flagged, and normals are negatives
+    r_lo, thr = rate(lo)
+    if r_lo <= max_rate:
+        return [float(v) for v in thr], {"specificity": lo, "normal_flag_rate": r_lo, "max_rate": max_rate}
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        if rate(mid)[0] <= max_rate:
+            hi = mid
+        else:
+            lo = mid
+    r_hi, thr = rate(hi)
+    return [float(v) for v in thr], {"specificity": hi, "normal_flag_rate": r_hi, "max_rate": max_rate}
 
 
 def sensitivity_specificity(

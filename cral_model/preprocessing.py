@@ -2,6 +2,22 @@
 
 All functions are pure: inputs are never modified. Images are 2-D arrays in display orientation
 (higher = brighter); RGB(A) arrays are converted to grey.
+
+The input contract: how each source becomes the grey [0, 1] image the network sees
+----------------------------------------------------------------------------------
+The same picture must reach the network as the same tensor whether it comes from the training loader,
+``Predictor.predict``, the viewer or ``cxr-triage``. The range is stated by whoever reads the file and is
+never guessed from the values (no min-max scaling anywhere):
+
+- 8-bit PNG / JPEG / TIFF grey (NIH's own export): value / 255. RGB with equal channels is that grey;
+  other colour is ITU-R 601 luma, then / 255.
+- 16-bit grey PNG / TIFF: value / 65535 (its bit depth).
+- DICOM (read by ``cxr_viewer.core``, see ``cxr_viewer.core.network_input``): modality LUT (rescale),
+  then the file's own VOI LUT (output / its maximum) or its first window (DICOM linear function), as
+  NIH's PNG export did; without either, the full range of the stored bits after the modality LUT.
+  MONOCHROME1 is inverted, so that higher is always brighter.
+- Arrays handed to `to_unit_float` / `preprocess` / ``Predictor.predict``: uint8 / 255, uint16 / 65535,
+  float already in [0, 1]; anything else needs ``value_range=(black, white)`` and is refused without.
 """
 
 from __future__ import annotations
@@ -20,15 +36,17 @@ __all__ = ["TrainTransform", "preprocess", "preprocess_batch", "to_unit_float", 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
-def to_unit_float(image: np.ndarray) -> np.ndarray:
-    """Any 2-D (or H x W x 1/3/4) image -> float32 (H, W) in [0, 1].
+def to_unit_float(image: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """An image -> float32 (H, W) in [0, 1], by the input contract (module docstring). Never min-max.
 
-    uint8 is divided by 255 (so 8-bit PNGs map exactly as in training); bool maps to {0, 1}; every
-    other dtype (uint16, int, float) is min-max scaled over its finite values (a constant image gives
-    zeros). NaN and inf become 0. RGB uses ITU-R 601 luma weights; alpha is dropped.
+    Args:
+        image: 2-D grey, or (H, W, 1/3/4) colour (ITU-R 601 luma; alpha dropped).
+        value_range: ``(black, white)``, the values that map to 0 and 1 (clipped outside). Required for
+            any dtype but uint8 (``(0, 255)``), uint16 (``(0, 65535)``), bool and float already in [0, 1].
 
     Raises:
-        ValueError: not a 2-D grey or 3-D colour array, or empty.
+        ValueError: not a 2-D grey or 3-D colour array, empty, an empty range, or a dtype without a
+            stated range (float outside [0, 1], other integers).
     """
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
@@ -37,46 +55,38 @@ def to_unit_float(image: np.ndarray) -> np.ndarray:
         else:
             dtype = a.dtype
             a = a[..., :3].astype(np.float64) @ _LUMA
-            if dtype == np.uint8:
-                return np.clip(a / 255.0, 0.0, 1.0).astype(np.float32)
+            if dtype in (np.uint8, np.uint16) and value_range is None:
+                value_range = (0.0, 255.0 if dtype == np.uint8 else 65535.0)
     if a.ndim != 2:
         raise ValueError(f"expected a 2-D grey image (H, W) or (H, W, 3), got shape {a.shape}")
     if a.size == 0:
         raise ValueError("empty image")
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / np.float32(255.0)
-    if a.dtype == np.bool_:
-        return a.astype(np.float32)
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+    if value_range is None:
+        if a.dtype == np.uint8:
+            return a.astype(np.float32) / np.float32(255.0)
+        if a.dtype == np.uint16:
+            return a.astype(np.float32) / np.float32(65535.0)
+        if a.dtype == np.bool_:
+            return a.astype(np.float32)
+        if np.issubdtype(a.dtype, np.floating):
+            out = np.where(np.isfinite(a), a, 0.0).astype(np.float32, copy=False)
+            lo_v, hi_v = (float(out.min()), float(out.max()))
+            if lo_v < -1e-6 or hi_v > 1 + 1e-6:
+                raise ValueError(
+                    f"float image values span [{lo_v:.4g}, {hi_v:.4g}], not [0, 1]: pass value_range "
+                    "(black, white) or map the image to [0, 1] first (the range is never guessed)"
+                )
+            return np.clip(out, 0.0, 1.0, out=out)
+        raise ValueError(f"{a.dtype} pixels have no stated range: pass value_range (black, white)")
+    lo, hi = float(value_range[0]), float(value_range[1])
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi == lo:
+        raise ValueError(f"value_range must be two different finite numbers, got {value_range}")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == np.bool_):
         raise ValueError(f"unsupported pixel dtype {a.dtype}")
-    if np.issubdtype(a.dtype, np.integer) and a.dtype.itemsize <= 2:
-        # 8/16-bit integers are exact in float32: min-max in float32 (no float64 copy, no NaN pass).
-        lo_i, hi_i = int(a.min()), int(a.max())
-        out32 = a.astype(np.float32)
-        if hi_i == lo_i:
-            return np.zeros(a.shape, np.float32)
-        out32 -= np.float32(lo_i)
-        out32 *= np.float32(1.0 / (hi_i - lo_i))
-        return np.minimum(out32, np.float32(1.0), out=out32)
-    if a.dtype == np.float32:
-        finite32 = np.isfinite(a)
-        if finite32.all():
-            lo32, hi32 = float(a.min()), float(a.max())
-            if hi32 <= lo32:
-                return np.zeros(a.shape, np.float32)
-            out = (a - np.float32(lo32)) * np.float32(1.0 / (hi32 - lo32))
-            return np.minimum(out, np.float32(1.0), out=out)
-    f = a.astype(np.float64)
-    finite = np.isfinite(f)
-    if not finite.any():
-        return np.zeros(a.shape, np.float32)
-    lo, hi = f[finite].min(), f[finite].max()
-    out = np.where(finite, f - lo, 0.0)
-    if hi > lo:
-        out /= hi - lo
-    else:
-        out[:] = 0.0
-    return out.astype(np.float32)
+    f = a.astype(np.float32 if a.dtype.itemsize <= 2 or a.dtype == np.float32 else np.float64)
+    f = np.where(np.isfinite(f), f, lo)
+    out = (f - lo) / (hi - lo)  # hi < lo inverts (MONOCHROME1 given on stored values)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -86,9 +96,11 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def _resized_grey(image: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
+def _resized_grey(
+    image: np.ndarray, cfg: PreprocessConfig, value_range: tuple[float, float] | None = None
+) -> torch.Tensor:
     """Grey [0, 1] image at ``cfg.resize`` (via ``cfg.base_size`` when set): (1, 1, R, R) float32."""
-    x = torch.from_numpy(to_unit_float(image))[None, None]
+    x = torch.from_numpy(np.ascontiguousarray(to_unit_float(image, value_range)))[None, None]
     if cfg.base_size is not None:
         x = _resize(x, cfg.base_size)
     return _resize(x, cfg.resize)
@@ -101,16 +113,18 @@ def _normalize(x: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
     return (x.expand(cfg.channels, -1, -1) - mean) / std
 
 
-def preprocess(image: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
+def preprocess(
+    image: np.ndarray, cfg: PreprocessConfig, value_range: tuple[float, float] | None = None
+) -> torch.Tensor:
     """The evaluation/inference transform.
 
-    Grey [0, 1] (`to_unit_float`) -> resize to ``base_size`` (if set) -> resize to ``resize`` x ``resize``
+    Grey [0, 1] (`to_unit_float`, with ``value_range`` when the dtype has no stated range) -> resize to ``base_size`` (if set) -> resize to ``resize`` x ``resize``
     -> centre crop ``input_size`` -> replicate to ``channels`` -> ``(x - mean) / std``.
 
     Returns:
         float32 tensor (C, input_size, input_size).
     """
-    x = _resized_grey(image, cfg)[0]  # (1, R, R)
+    x = _resized_grey(image, cfg, value_range)[0]  # (1, R, R)
     off = (cfg.resize - cfg.input_size) // 2
     x = x[:, off : off + cfg.input_size, off : off + cfg.input_size]
     return _normalize(x, cfg).clone()

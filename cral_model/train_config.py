@@ -9,6 +9,7 @@ The resolved config is written to ``OUTPUT/config.yaml`` and stored in the train
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ class TrainConfig:
     """A training run. Defaults are Guan & Huang's Section 4.2 recipe.
 
     Data:
-        data_root: NIH ChestX-ray14 root (images anywhere below it). Required unless ``train_csv`` is set.
+        data_root: NIH ChestX-ray14 root (images anywhere below it), or several roots whose images are
+            pooled (a tuple; ``--data-root A B``). Required unless ``train_csv`` is set.
         labels_dir: folder with ``Data_Entry_2017*.csv[.gz]`` and the list files, when not below data_root.
         train_csv / val_csv: own data in the plain CSV format (`cral_model.data.nih`); ``val_csv`` None
             splits ``val_fraction`` of the patients off ``train_csv``.
@@ -39,12 +41,18 @@ class TrainConfig:
         resized crop area range), hflip, rotate (maximum random rotation in degrees, 0 = off),
         intensity (random contrast and brightness change of up to this fraction, 0 = off). The paper's
         recipe is crop + flip only; rotate/intensity are extra regularisation for tiny data sets.
-    Optimisation: epochs, batch_size (global: split evenly over distributed ranks), lr, momentum,
-        weight_decay, lr_steps (epochs after which lr is multiplied by lr_gamma), lr_gamma,
+    Optimisation: epochs, batch_size (global: split evenly over distributed ranks), optimizer (``sgd``,
+        the paper's, with ``momentum``; or ``adamw``, decoupled weight decay, for fine-tuning a small
+        pretrained backbone on little data), lr, momentum, weight_decay, lr_schedule (``step``: lr_steps
+        are the epochs after which lr is multiplied by lr_gamma; ``cosine``: lr * (1 + cos(pi e / E)) / 2
+        at 0-based epoch e of E), warmup_epochs (linear ramp from lr / 10 over the first epochs), lr_gamma,
         ema_decay (None = off; else validation and export use an exponential moving average of the
         weights, updated after every step with this decay), export (``best``: the epoch with the best
         validation mean AUC, the paper's model selection; ``last``: the final epoch, which does not
-        select on a small, noisy validation split).
+        select on a small, noisy validation split), threshold_rule (per-class operating points fitted
+        on the validation split at export: ``youden``, Youden's J per class; ``normal_flag_rate``, one
+        common specificity, the lowest that flags at most ``max_normal_flag_rate`` of the validation
+        "No Finding" images, see `cral_model.metrics.normal_flag_rate_thresholds`).
     Runtime: workers (DataLoader processes per rank), seed, device (``auto``/``cpu``/``cuda``/
         ``cuda:N``), amp (CUDA mixed precision), channels_last (CUDA), deterministic (None = on for
         CPU, off for CUDA), threads (torch CPU threads, None = torch default), freeze_bn (batch-norm
@@ -53,7 +61,7 @@ class TrainConfig:
     """
 
     # data
-    data_root: str | None = None
+    data_root: str | tuple[str, ...] | None = None
     labels_dir: str | None = None
     train_csv: str | None = None
     val_csv: str | None = None
@@ -80,13 +88,18 @@ class TrainConfig:
     # optimisation
     epochs: int = 30
     batch_size: int = 64
+    optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
     lr_steps: tuple[int, ...] = (20,)
     lr_gamma: float = 0.1
+    lr_schedule: str = "step"
+    warmup_epochs: int = 0
     ema_decay: float | None = None
     export: str = "best"
+    threshold_rule: str = "youden"
+    max_normal_flag_rate: float = 0.2
     # runtime
     workers: int = 4
     seed: int = 0
@@ -119,6 +132,16 @@ class TrainConfig:
             raise ConfigError(f"intensity must be in [0, 1), got {self.intensity}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.lr_schedule not in ("step", "cosine"):
+            raise ConfigError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if self.threshold_rule not in ("youden", "normal_flag_rate"):
+            raise ConfigError(f"threshold_rule must be 'youden' or 'normal_flag_rate', got {self.threshold_rule!r}")
+        if not 0.0 <= self.max_normal_flag_rate <= 1.0:
+            raise ConfigError(f"max_normal_flag_rate must be in [0, 1], got {self.max_normal_flag_rate}")
         if self.export not in ("best", "last"):
             raise ConfigError(f"export must be 'best' or 'last', got {self.export!r}")
         if self.max_train_images is not None and self.max_train_images < 1:
@@ -148,9 +171,26 @@ class TrainConfig:
             input_size=self.input_size, resize=self.resolved_resize, base_size=self.base_size
         )
 
+    @property
+    def data_roots(self) -> tuple[str, ...]:
+        """``data_root`` as a tuple (empty when unset)."""
+        if self.data_root is None:
+            return ()
+        return (self.data_root,) if isinstance(self.data_root, str) else tuple(self.data_root)
+
     def lr_at(self, epoch: int) -> float:
-        """Learning rate of 0-based ``epoch``: ``lr * lr_gamma ** #(steps <= epoch)``."""
-        return self.lr * self.lr_gamma ** sum(1 for s in self.lr_steps if epoch >= s)
+        """Learning rate of 0-based ``epoch``.
+
+        ``step``: ``lr * lr_gamma ** #(steps <= epoch)``; ``cosine``: ``lr * (1 + cos(pi * e / E)) / 2``.
+        During the first ``warmup_epochs`` the rate ramps linearly from lr / 10 up to that value.
+        """
+        if self.lr_schedule == "cosine":
+            rate = self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        else:
+            rate = self.lr * self.lr_gamma ** sum(1 for s in self.lr_steps if epoch >= s)
+        if epoch < self.warmup_epochs:
+            rate *= 0.1 + 0.9 * epoch / self.warmup_epochs
+        return rate
 
     # ----------------------------------------------------------------- (de)serialisation
 

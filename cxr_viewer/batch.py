@@ -28,6 +28,7 @@ import numpy as np
 
 from cxr_viewer.core.findings import rank_findings, triage_score
 from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image
+from cxr_viewer.core.network_input import network_input
 from cxr_viewer.core.scope import scope_warning
 
 __all__ = ["TriageRow", "collect_files", "csv_header", "triage_files", "write_csv"]
@@ -90,7 +91,7 @@ def _load_one(path: Path, prepare: Callable[[np.ndarray], Any]) -> tuple[Any, st
     except Exception as exc:  # load_image converts decoder errors; anything else is still per-file
         return None, f"unexpected error while reading: {type(exc).__name__}", ""
     try:
-        return prepare(image.pixels), "", scope_warning(image.header)
+        return prepare(network_input(image)), "", scope_warning(image.header)
     except Exception as exc:
         return None, f"cannot preprocess: {type(exc).__name__}: {_short(exc)}"[:_MAX_REASON], ""
 

@@ -4,9 +4,10 @@ Nothing here imports torch or ``cral_model`` at module level: they are imported 
 :func:`load_predictor`, which the inference worker calls on its own thread, so the window appears
 before the (slow) torch import happens.
 
-What the viewer passes to the model is :attr:`XrayImage.pixels`: display orientation, modality LUT
-applied, MONOCHROME1 inverted (higher = brighter), float32, full resolution. The predictor does its
-own normalisation and resizing (its single preprocessing pipeline).
+What the viewer passes to the model is :func:`model_input`: the image mapped to grey [0, 1] by the
+input contract (8-bit files / 255 exactly as training reads them; DICOM through its VOI LUT or window;
+display orientation, higher = brighter), float32, full resolution. The predictor does its own resizing
+and normalisation (its single preprocessing pipeline). The on-screen window never reaches the model.
 
 Triage score of a study (the worklist's sort key): ``max_k p_k / t_k`` over classes when the model has
 per-class thresholds, else ``max_k p_k`` (see :func:`cxr_viewer.core.findings.triage_score`).
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from cxr_viewer.core.network_input import network_input
 
 if TYPE_CHECKING:
     from cxr_viewer.core.image import XrayImage
@@ -191,8 +194,9 @@ def describe(predictor: Predictor, path: str | os.PathLike[str] | None) -> Model
 
 
 def model_input(image: XrayImage) -> np.ndarray:
-    """The array handed to :meth:`Predictor.predict` for a study (read-only, display orientation)."""
-    return image.pixels
+    """The array handed to :meth:`Predictor.predict` for a study: grey float32 in [0, 1], display
+    orientation, by the input contract (`cxr_viewer.core.network_input`), exactly what training reads."""
+    return network_input(image)
 
 
 def _fmt(value: Any, indent: int = 2) -> list[str]:

@@ -32,6 +32,8 @@ __all__ = ["main", "paired_mean_auc_difference", "write_model_card"]
 _log = logging.getLogger("cral_model.cli.demo_model")
 _ROOT = Path(__file__).resolve().parents[2]
 _MODES = {"cral": "full", "baseline": "no_attention"}
+#: the real NIH images it trains on, below --shared-data: 690 at 64 px and 585 at 512 px
+_DATA_FOLDERS = ("chestxray14-nih1000-64px", "chestxray14-trainval-512px")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -47,48 +49,64 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resources", default=str(_ROOT / "resources" / "models"), help="where the shipped model goes"
     )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (the first is shipped)")
+    p.add_argument("--parallel", type=int, default=2, help="training runs at a time (one thread each)")
     p.add_argument("--skip-train", action="store_true", help="reuse finished runs in --runs")
+    p.add_argument("--train-only", action="store_true", help="train, then stop (evaluate later with --skip-train)")
     p.add_argument("--repeat", action="store_true", help="train CRAL a second time and compare weights")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     return p
 
 
-def _train_commands(args: argparse.Namespace, data_root: Path, labels: Path) -> dict[str, list[str]]:
+def run_names(seeds: Sequence[int], repeat: bool = False) -> dict[str, tuple[str, int]]:
+    """Run folder name -> (mode, seed): CRAL and its baseline for every seed (+ a repeat of the first CRAL)."""
+    names = {f"{kind}_s{seed}": (mode, seed) for seed in seeds for kind, mode in _MODES.items()}
+    if repeat:
+        names[f"cral_s{seeds[0]}_repeat"] = ("full", seeds[0])
+    return names
+
+
+def _train_commands(args: argparse.Namespace, data_roots: Sequence[Path], labels: Path) -> dict[str, list[str]]:
     runs = Path(args.runs)
-    names = dict(_MODES)
-    if args.repeat:
-        names["cral_repeat"] = "full"
     return {
         name: [
             sys.executable, "-m", "cral_model.cli.train", "--config", args.config, "--mode", mode,
-            "--data-root", str(data_root), "--labels-dir", str(labels), "--output", str(runs / name),
-            "--no-progress",
+            "--seed", str(seed), "--data-root", *map(str, data_roots), "--labels-dir", str(labels),
+            "--output", str(runs / name), "--no-progress",
         ]  # fmt: skip
-        for name, mode in names.items()
+        for name, (mode, seed) in run_names(args.seeds, args.repeat).items()
     }
 
 
-def _run_parallel(commands: dict[str, list[str]], runs: Path) -> dict[str, float]:
-    """Start every command at once (each log to RUNS/NAME.log); wait; raise if one failed."""
+def _run_parallel(commands: dict[str, list[str]], runs: Path, parallel: int) -> dict[str, float]:
+    """Run the commands, ``parallel`` at a time (each log to RUNS/NAME.log); raise if one failed.
+
+    Returns each run's wall time in seconds.
+    """
     runs.mkdir(parents=True, exist_ok=True)
-    procs, logs, started = {}, {}, time.perf_counter()
-    for name, cmd in commands.items():
-        logs[name] = open(runs / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
-        _log.info("start %s: %s", name, " ".join(cmd))
-        procs[name] = subprocess.Popen(cmd, stdout=logs[name], stderr=subprocess.STDOUT)
-    seconds = {}
+    pending = list(commands.items())
+    running: dict[str, tuple[subprocess.Popen[bytes], Any, float]] = {}
+    seconds: dict[str, float] = {}
     try:
-        for name, proc in procs.items():
-            rc = proc.wait()
-            seconds[name] = time.perf_counter() - started
-            if rc != 0:
-                raise RuntimeError(f"training {name} failed (exit {rc}); see {runs / (name + '.log')}")
+        while pending or running:
+            while pending and len(running) < parallel:
+                name, cmd = pending.pop(0)
+                log = open(runs / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
+                _log.info("start %s: %s", name, " ".join(cmd))
+                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, time.perf_counter())
+            time.sleep(1.0)
+            for name in [n for n, (proc, _, _) in running.items() if proc.poll() is not None]:
+                proc, log, started = running.pop(name)
+                log.close()
+                seconds[name] = time.perf_counter() - started
+                if proc.returncode != 0:
+                    raise RuntimeError(f"training {name} failed (exit {proc.returncode}); see {runs / (name + '.log')}")
+                _log.info("finished %s in %.0f s", name, seconds[name])
     finally:
-        for proc in procs.values():
+        for proc, log, _ in running.values():
             if proc.poll() is None:
                 proc.kill()
-        for fh in logs.values():
-            fh.close()
+            log.close()
     return seconds
 
 
@@ -151,15 +169,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cral_model.labels import CLASS_NAMES
 
     shared = Path(args.shared_data)
-    data_root, labels = shared / "chestxray14-nih1000-64px", shared / "chestxray14-labels"
-    if not data_root.is_dir() or not labels.is_dir():
-        print(f"demo-model: {data_root} and {labels} are needed (see ../shared/data/README.md)", file=sys.stderr)
-        return 2
+    roots = [shared / name for name in _DATA_FOLDERS]
+    labels = shared / "chestxray14-labels"
+    for needed in (*roots, labels):
+        if not needed.is_dir():
+            print(f"demo-model: {needed} is needed (see ../shared/data/README.md)", file=sys.stderr)
+            return 2
     runs = Path(args.runs)
-    commands = _train_commands(args, data_root, labels)
+    commands = _train_commands(args, roots, labels)
     seconds: dict[str, float] = {}
     if not args.skip_train:
-        seconds = _run_parallel(commands, runs)
+        seconds = _run_parallel(commands, runs, args.parallel)
+        (runs / "train_seconds.json").write_text(json.dumps(seconds, indent=1), encoding="utf-8")
+    elif (runs / "train_seconds.json").is_file():
+        seconds = json.loads((runs / "train_seconds.json").read_text(encoding="utf-8"))
+    if args.train_only:
+        return 0
 
     evals: dict[str, dict[str, Any]] = {}
     for name in _MODES:

@@ -42,7 +42,9 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by cral-train")
-    p.add_argument("--data-root", help="NIH ChestX-ray14 root (images anywhere below it)")
+    p.add_argument(
+        "--data-root", nargs="+", help="NIH ChestX-ray14 root (images anywhere below it); several roots pool"
+    )
     p.add_argument(
         "--labels-dir", help="folder with the NIH label files (default: searched below --data-root)"
     )
@@ -76,7 +78,7 @@ def get_parser() -> argparse.ArgumentParser:
 def load_eval_images(
     metadata: dict[str, Any],
     *,
-    data_root: str | None,
+    data_root: str | Sequence[str] | None,
     labels_dir: str | None = None,
     split: str = "test",
     csv_path: str | None = None,
@@ -94,12 +96,15 @@ def load_eval_images(
     """
     from cral_model.data import load_csv_dataset, load_nih_split, patient_split
 
+    roots = [data_root] if isinstance(data_root, str) else list(data_root or [])
     if csv_path:
-        images = load_csv_dataset(csv_path, data_root=data_root, allow_missing=allow_missing)
+        images = load_csv_dataset(csv_path, data_root=roots[0] if roots else None, allow_missing=allow_missing)
         return images, {"source": "csv", "csv": Path(csv_path).name, "n_missing": images.n_missing}
-    if not data_root:
+    if not roots:
         raise ValueError("--data-root is required (or --csv)")
-    info: dict[str, Any] = {"source": "nih", "data_root": Path(data_root).resolve().name, "split": split}
+    data_root = roots
+    names = [Path(r).resolve().name for r in roots]
+    info: dict[str, Any] = {"source": "nih", "data_root": names[0] if len(names) == 1 else names, "split": split}
     if split == "test":
         images = load_nih_split(data_root, "test", labels_dir=labels_dir, allow_missing=allow_missing)
     else:

@@ -44,7 +44,11 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = p.add_argument_group("data")
-    d.add_argument("--data-root", help="NIH ChestX-ray14 root: images anywhere below it, found by file name")
+    d.add_argument(
+        "--data-root",
+        nargs="+",
+        help="NIH ChestX-ray14 root: images anywhere below it, found by file name; several roots pool their images",
+    )
     d.add_argument(
         "--labels-dir",
         help="folder with Data_Entry_2017[_v2020].csv[.gz], train_val_list.txt, test_list.txt "
@@ -88,11 +92,14 @@ def get_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help="[30]")
     o.add_argument("--batch-size", type=int, help="global batch, split over distributed ranks [64]")
+    o.add_argument("--optimizer", choices=("sgd", "adamw"), help="[sgd]")
     o.add_argument("--lr", type=float, help="[0.01]")
     o.add_argument("--momentum", type=float, help="[0.9]")
     o.add_argument("--weight-decay", type=float, help="[1e-4]")
     o.add_argument("--lr-steps", type=int, nargs="*", help="epochs after which lr *= lr-gamma [20]")
     o.add_argument("--lr-gamma", type=float, help="[0.1]")
+    o.add_argument("--lr-schedule", choices=("step", "cosine"), help="step (--lr-steps) or cosine decay [step]")
+    o.add_argument("--warmup-epochs", type=int, help="linear warm-up from lr/10 over this many epochs [0]")
     o.add_argument(
         "--ema-decay", type=float, help="validate and export a moving average of the weights [off]"
     )
@@ -139,6 +146,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[Any, str | None]:
     given = {k: v for k, v in vars(args).items() if k not in _NOT_FIELDS}
     if "lr_steps" in given:
         given["lr_steps"] = tuple(given["lr_steps"])
+    if "data_root" in given:
+        roots = list(given["data_root"])
+        given["data_root"] = roots[0] if len(roots) == 1 else tuple(roots)
     if "crop_scale" in given:
         given["crop_scale"] = tuple(given["crop_scale"])
     from_yaml = load_yaml_config(args.config) if getattr(args, "config", None) else {}

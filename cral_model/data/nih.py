@@ -41,6 +41,8 @@ __all__ = [
     "LabeledImages",
     "MissingImagesError",
     "find_label_file",
+    "data_roots",
+    "index_image_roots",
     "index_images",
     "load_csv_dataset",
     "load_nih_split",
@@ -258,7 +260,12 @@ def find_label_file(names: Sequence[str], search_dirs: Sequence[str | os.PathLik
 
 
 def _resolve_present(
-    names: Sequence[str], index: dict[str, str], *, what: str, root: Path, allow_missing: bool
+    names: Sequence[str],
+    index: dict[str, str],
+    *,
+    what: str,
+    root: Path | Sequence[Path],
+    allow_missing: bool,
 ) -> tuple[list[int], list[str], list[str]]:
     present, paths, missing = [], [], []
     for i, name in enumerate(names):
@@ -268,6 +275,8 @@ def _resolve_present(
         else:
             present.append(i)
             paths.append(p)
+    if not isinstance(root, Path):
+        root = " and ".join(str(r) for r in root)  # type: ignore[assignment]
     if missing:
         msg = (
             f"{len(missing)} of {len(names)} images of {what} are missing below {root} "
@@ -284,8 +293,27 @@ def _resolve_present(
     return present, paths, missing
 
 
+def data_roots(data_root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:
+    """One image folder or several (a sequence) -> a tuple of paths."""
+    if isinstance(data_root, (str, os.PathLike)):
+        return (Path(data_root),)
+    roots = tuple(Path(r) for r in data_root)
+    if not roots:
+        raise ValueError("no data root given")
+    return roots
+
+
+def index_image_roots(roots: Sequence[str | os.PathLike[str]]) -> dict[str, str]:
+    """`index_images` of several folders merged; a name found in an earlier folder wins."""
+    index: dict[str, str] = {}
+    for root in roots:
+        for name, path in index_images(root).items():
+            index.setdefault(name, path)
+    return index
+
+
 def load_nih_split(
-    data_root: str | os.PathLike[str],
+    data_root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     split: str,
     *,
     labels_dir: str | os.PathLike[str] | None = None,
@@ -295,7 +323,8 @@ def load_nih_split(
     """Images and labels of an official ChestX-ray14 split.
 
     Args:
-        data_root: folder with the images anywhere below it (and possibly the label files).
+        data_root: folder with the images anywhere below it (and possibly the label files), or a
+            sequence of such folders (e.g. the 64 px and the 512 px sets): their images are pooled.
         split: ``"train_val"`` or ``"test"``.
         labels_dir: folder holding ``Data_Entry_2017*.csv[.gz]`` and the two list files, if not in data_root.
         allow_missing: use only the images present instead of refusing a partial copy.
@@ -307,8 +336,9 @@ def load_nih_split(
     """
     if split not in _SPLIT_FILES:
         raise ValueError(f"split must be one of {sorted(_SPLIT_FILES)}, got {split!r}")
-    root = Path(data_root)
-    search = [labels_dir, root]
+    roots = data_roots(data_root)
+    root = roots[0]
+    search = [labels_dir, *roots]
     entry_path = find_label_file(DATA_ENTRY_NAMES, search)
     list_path = find_label_file([_SPLIT_FILES[split]], search)
     entries = read_data_entry(entry_path)
@@ -316,9 +346,9 @@ def load_nih_split(
     unknown = [n for n in names if n not in entries]
     if unknown:
         raise ValueError(f"{len(unknown)} names in {list_path} are not in {entry_path} (e.g. {unknown[:3]})")
-    index = image_index if image_index is not None else index_images(root)
+    index = image_index if image_index is not None else index_image_roots(roots)
     present, paths, missing = _resolve_present(
-        names, index, what=f"the {split} list", root=root, allow_missing=allow_missing
+        names, index, what=f"the {split} list", root=root if len(roots) == 1 else roots, allow_missing=allow_missing
     )
     kept = [names[i] for i in present]
     labels = np.stack([entries[n][0] for n in kept]).astype(np.float32)
@@ -328,7 +358,7 @@ def load_nih_split(
         split,
         len(kept),
         len(missing),
-        root,
+        ", ".join(str(r) for r in roots),
         entry_path,
     )
     return LabeledImages(

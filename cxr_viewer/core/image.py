@@ -86,6 +86,10 @@ class XrayImage:
         pixel_spacing: ``PixelSpacing`` (row, column) in mm, in the patient plane; None if absent/invalid.
         imager_pixel_spacing: ``ImagerPixelSpacing`` (row, column) in mm, at the detector; None if absent.
         bits_stored: bits per sample in the source (8 for 8-bit PNG, ``BitsStored`` for DICOM).
+        value_range: ``(black, white)``: the pixel values the source's encoding can hold, in display
+            orientation ((0, 255) for 8-bit, (0, 65535) for 16-bit files; for DICOM the stored range
+            after the modality LUT). What the model is fed is defined from it (`core.network_input`);
+            None when the file states none.
         value_unit: unit of the modality values (``"HU"``, ``"US"`` (unspecified) ...), may be empty.
         notes: human-readable remarks, e.g. "first frame of 3 shown".
         header: patient/study summary for display only.
@@ -102,6 +106,7 @@ class XrayImage:
     pixel_spacing: tuple[float, float] | None = None
     imager_pixel_spacing: tuple[float, float] | None = None
     bits_stored: int = 8
+    value_range: tuple[float, float] | None = None
     value_unit: str = ""
     notes: tuple[str, ...] = ()
     header: HeaderSummary = field(default_factory=HeaderSummary)

@@ -381,6 +381,7 @@ def _load_dicom(path: Path) -> XrayImage:
         lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
         bounds = np.asarray(apply_modality_lut(np.array([lo, hi], dtype=arr.dtype), ds), dtype=np.float64)
         pivot = float(bounds.min() + bounds.max())
+        value_range = (float(bounds.min()), float(bounds.max()))
         window = _dicom_window(ds)
         voi = _dicom_voi_lut(ds, arr.dtype)
         if str(ds.get("VOILUTFunction", "LINEAR")).upper() not in ("", "LINEAR"):
@@ -392,6 +393,7 @@ def _load_dicom(path: Path) -> XrayImage:
                 window = (pivot - window[0], window[1])
     else:
         values = np.asarray(arr, dtype=np.float32)
+        value_range = (0.0, float(2**bits - 1))
 
     if not np.isfinite(values).all():
         raise CorruptImageError("pixel values are not finite after the modality LUT (bad RescaleSlope?)")
@@ -409,6 +411,7 @@ def _load_dicom(path: Path) -> XrayImage:
         pixel_spacing=pixel_spacing,
         imager_pixel_spacing=imager_spacing,
         bits_stored=bits,
+        value_range=value_range,
         value_unit=str(ds.get("RescaleType", "") or ""),
         notes=tuple(notes),
         header=_header(ds),
@@ -687,6 +690,11 @@ def _load_pillow(path: Path, fmt: str) -> XrayImage:
         raise CorruptImageError("pixel values are not finite")
     # 8-bit pictures are already display-ready: show them as they are; deeper ones get an auto window
     window = (127.5, 255.0) if bits == 8 else None
+    value_range: tuple[float, float] | None = (0.0, float(2**bits - 1)) if bits in (8, 16) else None
+    if value_range is None:  # 32-bit integer or float pictures do not say what is black and white
+        lo, hi = float(pixels.min()), float(pixels.max())
+        value_range = (lo, hi if hi > lo else lo + 1.0)
+        notes.append("no stated value range: the model sees it scaled from its own minimum to maximum")
     return XrayImage(
         pixels=np.ascontiguousarray(pixels, dtype=np.float32),
         source=path,
@@ -694,6 +702,7 @@ def _load_pillow(path: Path, fmt: str) -> XrayImage:
         photometric=mode,
         window=window,
         bits_stored=bits,
+        value_range=value_range,
         notes=tuple(notes),
     )
 

@@ -9,17 +9,17 @@ from cral_model.preprocessing import preprocess, to_unit_float, train_transform
 
 
 @pytest.mark.parametrize(
-    "image",
+    ("image", "value_range"),
     [
-        np.arange(100, dtype=np.uint8).reshape(10, 10),
-        (np.arange(400, dtype=np.uint16) * 100).reshape(20, 20),
-        np.linspace(-1000, 3000, 256, dtype=np.float32).reshape(16, 16),
-        np.linspace(0, 1, 64).reshape(8, 8),
+        (np.arange(100, dtype=np.uint8).reshape(10, 10), None),
+        ((np.arange(400, dtype=np.uint16) * 100).reshape(20, 20), None),
+        (np.linspace(-1000, 3000, 256, dtype=np.float32).reshape(16, 16), (-1000.0, 3000.0)),
+        (np.linspace(0, 1, 64).reshape(8, 8), None),
     ],
 )
-def test_unit_float_range_dtype_and_input_untouched(image):
+def test_unit_float_range_dtype_and_input_untouched(image, value_range):
     before = image.copy()
-    out = to_unit_float(image)
+    out = to_unit_float(image, value_range)
     assert out.dtype == np.float32
     assert out.shape == image.shape
     assert out.min() >= 0 and out.max() <= 1
@@ -42,14 +42,17 @@ def test_rgb_with_equal_channels_equals_grey():
 
 
 def test_nan_constant_and_bad_shapes():
-    im = np.array([[np.nan, 1.0], [2.0, np.inf]])
+    im = np.array([[np.nan, 0.25], [1.0, np.inf]])
     out = to_unit_float(im)
-    assert np.isfinite(out).all() and out[0, 0] == 0 and out[1, 0] == 1
-    assert not to_unit_float(np.full((4, 4), 7, np.uint16)).any()
+    assert np.isfinite(out).all() and out[0, 0] == 0 and out[0, 1] == 0.25 and out[1, 0] == 1
+    # a constant 16-bit image is a dark grey by its bit depth, not zeros (no min-max)
+    np.testing.assert_allclose(to_unit_float(np.full((4, 4), 7, np.uint16)), 7 / 65535)
     with pytest.raises(ValueError, match="2-D"):
         to_unit_float(np.zeros((2, 3, 4, 5)))
     with pytest.raises(ValueError, match="empty"):
         to_unit_float(np.zeros((0, 5)))
+    with pytest.raises(ValueError, match="finite"):
+        to_unit_float(np.zeros((2, 2)), (1.0, 1.0))
 
 
 def test_preprocess_shape_normalisation_and_centre_crop():
@@ -124,14 +127,14 @@ def test_rotation_and_intensity_augmentation():
     assert all(abs(s - 128 / 255) <= 0.15 + 1e-3 for s in seen)  # by at most intensity / 2
 
 
-@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32])
-def test_fast_min_max_paths_equal_the_float64_reference(dtype):
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32, np.float64])
+def test_stated_range_mapping_equals_the_float64_reference(dtype):
     rng = np.random.default_rng(1)
     a = (rng.random((300, 200)) * 4000 - 1000).astype(dtype)
-    f = a.astype(np.float64)
-    ref = ((f - f.min()) / (f.max() - f.min())).astype(np.float32)
-    out = to_unit_float(a)
+    lo, hi = -1200.0, 3500.0
+    ref = np.clip((a.astype(np.float64) - lo) / (hi - lo), 0, 1).astype(np.float32)
+    out = to_unit_float(a, (lo, hi))
     assert out.dtype == np.float32
-    assert float(out.min()) == 0.0 and float(out.max()) <= 1.0
     np.testing.assert_allclose(out, ref, atol=2e-7)
-    assert np.all(to_unit_float(np.full((4, 4), 9, dtype)) == 0)
+    # values outside the stated range clip instead of stretching the rest
+    assert np.all(to_unit_float(np.full((4, 4), 9000, dtype), (lo, hi)) == 1)

@@ -18,12 +18,17 @@ NAMES = ("A", "B_c", "C", "D")
 
 def test_rank_findings_order_topk_thresholds() -> None:
     probs = np.array([0.1, 0.9, 0.5, 0.5], np.float32)
-    ranked = rank_findings(probs, NAMES, thresholds=[0.05, 0.95, 0.4, 0.6], top_k=3)
-    assert [f.name for f in ranked] == ["B_c", "C", "D"]  # ties keep class order
-    assert [f.index for f in ranked] == [1, 2, 3]
-    assert [f.above_threshold for f in ranked] == [False, True, False]
-    assert ranked[0].display_name == "B c"
+    thresholds = [0.05, 0.95, 0.4, 0.6]
+    ranked = rank_findings(probs, NAMES, thresholds=thresholds, top_k=3)
+    # with thresholds: by p / t, so the finding that drives the triage score comes first
+    assert [f.name for f in ranked] == ["A", "C", "B_c"]
+    assert ranked[0].ratio == pytest.approx(triage_score(probs, thresholds))
+    assert [f.index for f in ranked] == [0, 2, 1]
+    assert [f.above_threshold for f in ranked] == [True, True, False]
+    assert ranked[2].display_name == "B c"
     assert ranked[1].ratio == pytest.approx(0.5 / 0.4)
+    # without thresholds: by probability, ties keep class order
+    assert [f.name for f in rank_findings(probs, NAMES, top_k=3)] == ["B_c", "C", "D"]
     assert len(rank_findings(probs, NAMES, top_k=None)) == 4
     assert all(not f.above_threshold for f in rank_findings(probs, NAMES))
     with pytest.raises(ValueError, match="class names"):
