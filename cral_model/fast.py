@@ -60,15 +60,16 @@ def default_cache_dir() -> Path:
 
 
 class _Outputs(nn.Module):
-    """What the runtime computes: probabilities (B, K), attention (B, K, h, w), saliency (B, h, w)."""
+    """What the runtime computes: probabilities (B, K), attention (B, K, h, w), saliency (B, h, w),
+    evidence (B, K, h, w)."""
 
     def __init__(self, model: CRAL) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.model.forward_all(x)
-        return torch.sigmoid(out.logits), out.attention, out.saliency
+        return torch.sigmoid(out.logits), out.attention, out.saliency, out.evidence
 
 
 def _export(model: CRAL, input_size: int, dest: Path) -> None:
@@ -83,7 +84,7 @@ def _export(model: CRAL, input_size: int, dest: Path) -> None:
             (x,),
             dynamo=True,
             input_names=["x"],
-            output_names=["probabilities", "attention", "saliency"],
+            output_names=["probabilities", "attention", "saliency", "evidence"],
             dynamic_shapes=({0: batch},),
             external_data=False,
             verbose=False,
@@ -114,6 +115,10 @@ def _quantize(src: Path, dest: Path, calibration: np.ndarray) -> None:
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
         )
+
+
+#: the exported graph's outputs, in order (the cache key includes them)
+_GRAPH_OUTPUTS = "probabilities,attention,saliency,evidence"
 
 
 def _key(text: str) -> str:
@@ -157,7 +162,8 @@ class OnnxRunner:
 
         self.variant = variant
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        base = f"{torch.__version__}|{ort.__version__}|{input_size}"
+        # the export's outputs are part of the key: a cached graph from an older layout is never reused
+        base = f"{_GRAPH_OUTPUTS}|{torch.__version__}|{ort.__version__}|{input_size}"
         versions = f"{base}|{variant}|{weights_key}"
         fp32_cached = cache / "onnx" / f"cral-{_key(f'{base}|fp32|{weights_key}')}.onnx"
         if variant == "int8":
@@ -197,11 +203,12 @@ class OnnxRunner:
         self.path = path
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
-    def run(self, batch: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(B, 3, S, S) float32 -> (probabilities (B, K), attention (B, K, h, w), saliency (B, h, w))."""
+    def run(self, batch: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(B, 3, S, S) float32 -> (probabilities (B, K), attention (B, K, h, w), saliency (B, h, w),
+        evidence (B, K, h, w))."""
         x = batch.numpy() if isinstance(batch, torch.Tensor) else batch
-        probs, att, sal = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
-        return probs, att, sal
+        probs, att, sal, ev = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
+        return probs, att, sal, ev
 
     def __repr__(self) -> str:
         return f"OnnxRunner(variant={self.variant!r}, path={str(self.path)!r})"

@@ -77,6 +77,8 @@ class Prediction:
         attention: (K, h, w) float32 in [0, 1], per-class attention maps on the feature grid.
         saliency: (h, w) float32 in [0, 1], class-agnostic map max_n |F| (the paper's Fig. 5).
         thresholds: (K,) operating points, or None when the checkpoint has none.
+        evidence: (K, h, w) float32 per-cell logits whose grid mean is each class's logit (an
+            attention-weighted class activation map, `CategoryResidualHead.evidence`), or None.
     """
 
     class_names: tuple[str, ...]
@@ -84,6 +86,23 @@ class Prediction:
     attention: np.ndarray
     saliency: np.ndarray
     thresholds: np.ndarray | None = None
+    evidence: np.ndarray | None = None
+
+    def evidence_map(self, index: int) -> np.ndarray | None:
+        """Class ``index``'s map on an absolute scale: (h, w) float32 >= 0 (None without evidence).
+
+        Each cell is ``sigmoid(cell logit) / threshold`` (``/ 1`` without thresholds): >= 1 where that
+        cell alone would carry the class to its operating point, small where the class's evidence is
+        small. Nothing is stretched: a 2 % finding with a 20 % threshold stays near 0.1. Displays clip
+        at 1 after upsampling (so the region at the threshold keeps its extent).
+        """
+        if self.evidence is None:
+            return None
+        local = 1.0 / (1.0 + np.exp(-np.asarray(self.evidence[index], dtype=np.float64)))
+        scale = 1.0
+        if self.thresholds is not None and float(self.thresholds[index]) > 0:
+            scale = float(self.thresholds[index])
+        return (local / scale).astype(np.float32)
 
     def top_k(self, k: int = 8) -> list[tuple[str, float]]:
         """The k most probable findings as (name, probability), descending (ties keep class order)."""
@@ -179,9 +198,9 @@ class Predictor:
         gen = torch.Generator().manual_seed(0)
         probe = torch.randn(2, 3, size, size, generator=gen)
         out = self.model.forward_all(probe)
-        expected = (torch.sigmoid(out.logits.float()).numpy(), out.attention.float().numpy())
-        probs, att, _ = runner.run(probe)
-        diff = max(float(np.max(np.abs(probs - expected[0]))), float(np.max(np.abs(att - expected[1]))))
+        expected = (torch.sigmoid(out.logits.float()), out.attention.float(), out.evidence.float())
+        got = runner.run(probe)
+        diff = max(float(np.max(np.abs(g - e.numpy()))) for g, e in zip((got[0], got[1], got[3]), expected, strict=True))
         if not diff <= tolerance:
             raise RuntimeError(f"ONNX Runtime disagrees with PyTorch by {diff:.2g} on the probe batch")
 
@@ -218,8 +237,11 @@ class Predictor:
     def predict_tensor(self, batch: torch.Tensor) -> list[Prediction]:
         """Run on an already preprocessed batch (B, C, S, S)."""
         if self._runner is not None:
-            probs, att, sal = self._runner.run(batch)
-            return [Prediction(self.class_names, probs[i], att[i], sal[i], self.thresholds) for i in range(len(probs))]
+            probs, att, sal, ev = self._runner.run(batch)
+            return [
+                Prediction(self.class_names, probs[i], att[i], sal[i], self.thresholds, ev[i])
+                for i in range(len(probs))
+            ]
         x = batch.to(self.device, non_blocking=True)
         if self.device.startswith("cuda"):
             x = x.contiguous(memory_format=torch.channels_last)
@@ -227,8 +249,10 @@ class Predictor:
         probs = torch.sigmoid(out.logits.float()).cpu().numpy()
         att = out.attention.float().cpu().numpy()
         sal = out.saliency.float().cpu().numpy()
+        ev = out.evidence.float().cpu().numpy()
         return [
-            Prediction(self.class_names, probs[i], att[i], sal[i], self.thresholds) for i in range(probs.shape[0])
+            Prediction(self.class_names, probs[i], att[i], sal[i], self.thresholds, ev[i])
+            for i in range(probs.shape[0])
         ]
 
     def predict(self, image: np.ndarray, value_range: tuple[float, float] | None = None) -> Prediction:

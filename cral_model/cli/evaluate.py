@@ -287,7 +287,13 @@ def evaluate_checkpoint(
     from cral_model.config import PreprocessConfig
     from cral_model.data import EpochSampler, EvalPreset, ImageDataset
     from cral_model.engine import _Precision, make_loader, predict, resolve_device
-    from cral_model.metrics import bootstrap_auc_ci, mean_auc, per_class_auc, sensitivity_specificity
+    from cral_model.metrics import (
+        bootstrap_auc_ci,
+        mean_auc,
+        normal_flag_rate,
+        per_class_auc,
+        sensitivity_specificity,
+    )
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -319,6 +325,16 @@ def evaluate_checkpoint(
         else None
     )
     ops = sensitivity_specificity(probs, targets, thresholds, class_names)
+    abnormal = (targets > 0.5).any(axis=1)
+    flagged = (probs >= np.asarray(thresholds, dtype=np.float64)[None, :]).any(axis=1)
+    study_level = {
+        "n_no_finding": int((~abnormal).sum()),
+        "n_with_finding": int(abnormal.sum()),
+        # share of "No Finding" images with at least one class at or above its threshold
+        "no_finding_flagged": normal_flag_rate(probs, targets, thresholds),
+        # share of images with at least one finding that get at least one flag (any class)
+        "with_finding_flagged": float(flagged[abnormal].mean()) if abnormal.any() else math.nan,
+    }
     model_cfg = dict(meta["model"])
 
     def clean(v: Any) -> Any:
@@ -339,6 +355,7 @@ def evaluate_checkpoint(
             "undefined_classes": undefined,
             "ci95": ci,
             "operating_points": ops,
+            "flags": study_level,
             "thresholds_source": "checkpoint" if stored is not None else "default 0.5",
             "loss": loss,
             "evaluated": dict(evaluated or {}),

@@ -142,6 +142,21 @@ class CategoryResidualHead(nn.Module):
         h = self.pool(feats, att)  # (B, K, N) or (B, 1, N), broadcast over classes
         return (h * self.weight).sum(-1) + self.bias
 
+    def evidence(self, feats: torch.Tensor, att: torch.Tensor | None) -> torch.Tensor:
+        """Per-cell logits (B, K, h, w): ``b_c + theta_c . H^c(x, y)`` with H^c the attended features.
+
+        The head is global average pooling followed by a linear layer, so its logit is exactly the
+        mean of these cells over the grid (a class activation map, Zhou et al. 2016, with CRAL's
+        ``(1 + a^c)`` weighting): ``evidence.mean((2, 3)) == logits``. Read one cell as "the logit the
+        model would give if the whole image looked like this cell": an absolute scale, comparable
+        across images and with the class's threshold, unlike a min-max stretched attention map.
+        """
+        g = torch.relu(feats)
+        cam = torch.einsum("kn,bnhw->bkhw", self.weight, g)  # theta_c . G(x, y)
+        if att is not None:
+            cam = att * cam if self.mode == "no_residual" else (1.0 + att) * cam
+        return cam + self.bias[None, :, None, None]
+
 
 def class_agnostic_map(feats: torch.Tensor) -> torch.Tensor:
     """max over channels of |F|, scaled to [0, 1] per image (the paper's Fig. 5): (B, N, h, w) -> (B, h, w)."""

@@ -18,11 +18,14 @@ class CRALOutput(NamedTuple):
     """Everything one forward pass gives.
 
     logits: (B, K). attention: (B, K, h, w) in (0, 1). saliency: (B, h, w) in [0, 1], class-agnostic.
+    evidence: (B, K, h, w) per-cell logits whose grid mean is ``logits`` (see
+    `CategoryResidualHead.evidence`).
     """
 
     logits: torch.Tensor
     attention: torch.Tensor
     saliency: torch.Tensor
+    evidence: torch.Tensor
 
 
 class CRAL(nn.Module):
@@ -53,12 +56,16 @@ class CRAL(nn.Module):
         """(B, 3, S, S) -> F (B, N, S/32, S/32)."""
         return self.backbone(x)
 
+    def _attend(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """F -> (features the head pools, attention A (B, K or 1, h, w) or None for ``no_attention``)."""
+        if self.attention is None:
+            return feats, None
+        z, attended = self.attention(feats)
+        return attended, torch.sigmoid(z)
+
     def forward_head(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """F -> (logits (B, K), attention A (B, K or 1, h, w) or None for ``no_attention``)."""
-        if self.attention is None:
-            return self.head(feats, None), None
-        z, attended = self.attention(feats)
-        att = torch.sigmoid(z)
+        attended, att = self._attend(feats)
         return self.head(attended, att), att
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,16 +78,19 @@ class CRAL(nn.Module):
         return out.logits, out.attention
 
     def forward_all(self, x: torch.Tensor) -> CRALOutput:
-        """Logits, per-class attention maps (expanded to K) and the class-agnostic saliency map."""
+        """Logits, per-class attention maps (expanded to K), the class-agnostic saliency map and the
+        per-class evidence maps."""
         feats = self.forward_features(x)
-        logits, att = self.forward_head(feats)
+        attended, att = self._attend(feats)
+        logits = self.head(attended, att)
+        evidence = self.head.evidence(attended, att)
         saliency = class_agnostic_map(feats)
         k = self.config.num_classes
         if att is None:
             att = saliency.unsqueeze(1).expand(-1, k, -1, -1)
         elif att.shape[1] != k:
             att = att.expand(-1, k, -1, -1)
-        return CRALOutput(logits, att, saliency)
+        return CRALOutput(logits, att, saliency, evidence)
 
 
 def build_model_from_config(config: ModelConfig) -> CRAL:

@@ -1,15 +1,41 @@
-"""Attention-map overlays: resizing model maps to the image and colouring them (no Qt).
+"""Attention-map overlays: resizing model maps to the image, colouring and outlining them (no Qt).
 
-The model's maps are small (e.g. 7x7 or 2x2 for a 64 px input) and cover the whole image the model saw,
-which is the full study image resized to the model's input (see :mod:`cxr_viewer.inference`).
-They are upsampled bilinearly to the image size here, so the overlay and the base image share one grid.
+The model's maps are small (7 x 7 for a 224 px input) and cover the whole image the model saw, which
+is the full study image resized to the model's input (see :mod:`cxr_viewer.inference`). They are
+upsampled bilinearly to the image size here, so the overlay and the base image share one grid.
+
+Class maps are drawn on an absolute scale (`class_map`): the model's per-cell evidence for the class
+relative to its operating threshold, never min-max stretched, so a 2 % finding cannot paint a red
+quadrant. Only the class-agnostic map (the paper's max |F|, labelled as such) is stretched per image.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-__all__ = ["COLORMAPS", "attention_to_heatmap", "colormap_lut"]
+from cxr_viewer.core.state import SALIENCY
+
+if TYPE_CHECKING:
+    from cxr_viewer.core.state import ViewerState
+
+__all__ = [
+    "COLORMAPS",
+    "MAP_STYLES",
+    "OUTLINE_LEVEL",
+    "attention_to_heatmap",
+    "class_map",
+    "colormap_lut",
+    "heatmap_for",
+    "map_grid",
+    "outline_paths",
+]
+
+#: how a map is drawn: a filled colour map, or only its outline (the commercial CXR products' habit)
+MAP_STYLES = ("filled", "outline")
+#: the outline is drawn where the class map reaches this value (1 = the cell alone reaches the threshold)
+OUTLINE_LEVEL = 1.0
 
 # Control points (position, r, g, b) of the colour maps offered in the viewer.
 COLORMAPS: dict[str, tuple[tuple[float, int, int, int], ...]] = {
@@ -33,15 +59,16 @@ COLORMAPS: dict[str, tuple[tuple[float, int, int, int], ...]] = {
 
 
 def attention_to_heatmap(
-    attention: np.ndarray, out_shape: tuple[int, int], *, normalize: bool = True
+    attention: np.ndarray, out_shape: tuple[int, int], *, normalize: bool = False
 ) -> np.ndarray:
     """Upsample one attention map to the image grid.
 
     Args:
         attention: (h, w) real array (the model gives values in [0, 1]); not modified. NaN counts as 0.
         out_shape: ``(H, W)`` of the image.
-        normalize: stretch the map to [0, 1] (min-max) so that the most attended region is always
-            fully coloured; a constant map becomes all zeros. Without it values are only clipped.
+        normalize: stretch the map to [0, 1] (min-max), only for maps without a scale of their own
+            (the class-agnostic map); a constant map becomes all zeros. Without it values are only
+            clipped: class maps keep their absolute scale.
 
     Returns:
         float32 (H, W) in [0, 1], bilinear interpolation with pixel centres aligned.
@@ -103,3 +130,74 @@ def colormap_lut(name: str = "jet", n: int = 256, *, alpha_ramp: float = 0.35) -
     alpha = np.ones(n) if alpha_ramp <= 0 else np.clip(x / alpha_ramp, 0.0, 1.0)
     lut[:, 3] = np.round(alpha * 255).astype(np.uint8)
     return lut
+
+
+def class_map(prediction: Any, index: int) -> np.ndarray | None:
+    """Class ``index``'s map on the feature grid, (h, w) >= 0, on an absolute scale (1 = threshold).
+
+    The prediction's ``evidence_map`` when it has one (per-cell probability / threshold, see
+    ``cral_model.Prediction.evidence_map``; not clipped, so that upsampling keeps the extent of the
+    region at the threshold); else its attention map as it is (values in [0, 1], not stretched).
+    None when the prediction has neither.
+    """
+    fn = getattr(prediction, "evidence_map", None)
+    if callable(fn):
+        out = fn(index)
+        if out is not None:
+            return np.maximum(np.nan_to_num(np.asarray(out, dtype=np.float32)), 0.0)
+    maps = getattr(prediction, "attention", None)
+    if maps is None or not 0 <= index < len(maps):
+        return None
+    return np.clip(np.nan_to_num(np.asarray(maps[index], dtype=np.float32)), 0.0, 1.0)
+
+
+def _selected_map(state: ViewerState) -> tuple[np.ndarray | None, bool]:
+    """(map on the feature grid, whether it is min-max stretched) for the state's selection."""
+    pred, sel = state.prediction, state.selected_map
+    if pred is None or sel is None:
+        return None, False
+    if sel == SALIENCY:
+        sal = getattr(pred, "saliency", None)
+        return (None if sal is None else np.asarray(sal, dtype=np.float32)), True
+    return class_map(pred, sel), False
+
+
+def map_grid(state: ViewerState) -> tuple[int, int] | None:
+    """``(rows, columns)`` of the selected map's feature grid (e.g. (7, 7)), or None."""
+    att, _ = _selected_map(state)
+    return None if att is None or att.ndim != 2 else (int(att.shape[0]), int(att.shape[1]))
+
+
+def heatmap_for(state: ViewerState) -> np.ndarray | None:
+    """The selected map of ``state.prediction`` on the source image grid, (H, W) in [0, 1], or None.
+
+    Class maps keep their absolute scale (`class_map`); the class-agnostic map is stretched per image
+    (it has no scale of its own). Outside ``state.map_region`` the map is 0.
+    """
+    image = state.image
+    att, stretch = _selected_map(state)
+    if image is None or att is None:
+        return None
+    h, w = image.shape
+    top, left, bottom, right = state.map_region
+    r0, r1 = round(top * h), max(round(bottom * h), round(top * h) + 1)
+    c0, c1 = round(left * w), max(round(right * w), round(left * w) + 1)
+    if (r0, c0, r1, c1) == (0, 0, h, w):
+        return attention_to_heatmap(att, (h, w), normalize=stretch)
+    out = np.zeros((h, w), np.float32)
+    out[r0:r1, c0:c1] = attention_to_heatmap(att, (r1 - r0, c1 - c0), normalize=stretch)
+    return out
+
+
+def outline_paths(heat: np.ndarray, level: float = OUTLINE_LEVEL) -> list[np.ndarray]:
+    """Closed outlines of the region where ``heat >= level``: a list of (N, 2) float arrays of
+    (x, y) pixel-centre coordinates on ``heat``'s grid, largest region first (empty when none)."""
+    import cv2
+
+    mask = (np.nan_to_num(np.asarray(heat, dtype=np.float32)) >= np.float32(level) - 1e-6).astype(np.uint8)
+    if not mask.any():
+        return []
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    paths = [c.reshape(-1, 2).astype(np.float64) + 0.5 for c in contours if len(c) >= 2]
+    paths.sort(key=lambda p: -cv2.contourArea(p.astype(np.float32)))
+    return [np.vstack([p, p[:1]]) for p in paths]  # closed

@@ -34,6 +34,8 @@ class ViewerState:
         overlay_visible: show the overlay at all.
         overlay_opacity: in [0, 1].
         colormap: name from :data:`cxr_viewer.core.overlay.COLORMAPS`.
+        map_style: ``"filled"`` (colour map) or ``"outline"`` (the contour where the class map reaches
+            its threshold, see :data:`cxr_viewer.core.overlay.MAP_STYLES`).
         prediction: the model's answer for ``image`` (anything with ``attention (K, h, w)`` and
             ``saliency (h, w)``), or None.
         map_region: (top, left, bottom, right) fractions of the image the maps cover.
@@ -48,6 +50,7 @@ class ViewerState:
     overlay_visible: bool = True
     overlay_opacity: float = 0.45
     colormap: str = "jet"
+    map_style: str = "filled"
     prediction: object | None = None
     map_region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     _callbacks: list[Callback] = field(default_factory=list, repr=False)
@@ -73,6 +76,8 @@ class ViewerState:
         for key, value in changes.items():
             if key not in names:
                 raise AttributeError(f"ViewerState has no field {key!r}")
+            if key == "map_style" and value not in ("filled", "outline"):
+                raise ValueError(f"map_style must be 'filled' or 'outline', got {value!r}")
             if key == "overlay_opacity":
                 value = min(max(float(value), 0.0), 1.0)  # type: ignore[arg-type]
             old = getattr(self, key)

@@ -153,3 +153,14 @@ def test_imagenet_weights_offline_fail_with_a_message_saying_where_to_put_them(m
     assert "resnet18" in message
     assert str(tmp_path / "hub" / "checkpoints") in message
     assert "--pretrained none" in message
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("mode", MODES)
+def test_evidence_maps_average_to_the_logits(attention, mode):
+    """The per-cell evidence is an exact decomposition of the logit (GAP + linear head)."""
+    model = build_model("resnet18", attention, mode, num_classes=4).eval()
+    with torch.no_grad():
+        out = model.forward_all(torch.randn(2, 3, 128, 96))
+    assert out.evidence.shape == (2, 4, 4, 3)
+    torch.testing.assert_close(out.evidence.mean(dim=(2, 3)), out.logits, rtol=1e-5, atol=1e-5)

@@ -124,9 +124,21 @@ class FindingsPanel(QWidget):
         self.colormap.addItems(sorted(COLORMAPS))
         self.colormap.setCurrentText(state.colormap)
         self.colormap.currentTextChanged.connect(lambda name: self.state.update(colormap=name))
+        self.map_style = QComboBox()
+        self.map_style.addItem("Filled map", "filled")
+        self.map_style.addItem("Outline at threshold", "outline")
+        self.map_style.setCurrentIndex(max(self.map_style.findData(state.map_style), 0))
+        self.map_style.setToolTip(
+            "Filled: the class's evidence per cell on an absolute scale (full colour = the cell alone "
+            "reaches the threshold). Outline: only the contour of the region that reaches it."
+        )
+        self.map_style.currentIndexChanged.connect(
+            lambda i: self.state.update(map_style=self.map_style.itemData(i))
+        )
         self.legend = QLabel(
-            "Bars: probability. Black tick: the class threshold. "
-            "Red rows (\u25b2): at or above threshold. Click a finding to see where the model looked."
+            "Findings in triage order (probability / threshold). Bars: probability. Black tick: the "
+            "class threshold. Red rows (\u25b2): at or above threshold. Click a finding to see where "
+            "the model found its evidence."
         )
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color: #555;")
@@ -139,6 +151,9 @@ class FindingsPanel(QWidget):
         cmap_row = QHBoxLayout()
         cmap_row.addWidget(QLabel("Colour map"))
         cmap_row.addWidget(self.colormap, 1)
+        style_row = QHBoxLayout()
+        style_row.addWidget(QLabel("Map style"))
+        style_row.addWidget(self.map_style, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.title)
@@ -148,6 +163,7 @@ class FindingsPanel(QWidget):
         layout.addWidget(self.show_overlay)
         layout.addLayout(opacity_row)
         layout.addLayout(cmap_row)
+        layout.addLayout(style_row)
         layout.addWidget(self.disclaimer)
         self._unsubscribe = state.subscribe(self._state_changed)
 
@@ -171,6 +187,10 @@ class FindingsPanel(QWidget):
                 self.colormap.blockSignals(True)
                 self.colormap.setCurrentText(self.state.colormap)
                 self.colormap.blockSignals(False)
+            if "map_style" in changed:
+                self.map_style.blockSignals(True)
+                self.map_style.setCurrentIndex(max(self.map_style.findData(self.state.map_style), 0))
+                self.map_style.blockSignals(False)
             if "selected_map" in changed:
                 self._select_row_for(self.state.selected_map)
         finally:

@@ -12,11 +12,11 @@ from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from cxr_viewer.core.orientation import measure_length
-from cxr_viewer.core.overlay import attention_to_heatmap, colormap_lut
+from cxr_viewer.core.overlay import OUTLINE_LEVEL, colormap_lut, heatmap_for, map_grid, outline_paths
 from cxr_viewer.core.state import SALIENCY, ViewerState
 from cxr_viewer.core.windowing import voi_lut_display, window_from_drag
 
-__all__ = ["TOOLS", "ImageView", "heatmap_for"]
+__all__ = ["TOOLS", "ImageView"]
 
 #: mouse tools for the left button; the right button always zooms, the middle button always pans
 TOOLS = ("window", "pan", "measure")
@@ -24,29 +24,6 @@ TOOLS = ("window", "pan", "measure")
 _GREY = np.stack([np.arange(256)] * 3 + [np.full(256, 255)], axis=1).astype(np.uint8)
 _GREY_INVERTED = _GREY[::-1].copy()
 _GREY_INVERTED[:, 3] = 255
-
-
-def heatmap_for(state: ViewerState) -> np.ndarray | None:
-    """The selected map of ``state.prediction`` on the source image grid, (H, W) in [0, 1], or None."""
-    image, pred, sel = state.image, state.prediction, state.selected_map
-    if image is None or pred is None or sel is None:
-        return None
-    if sel == SALIENCY:
-        att = getattr(pred, "saliency", None)
-    else:
-        maps = getattr(pred, "attention", None)
-        att = None if maps is None or not 0 <= sel < len(maps) else maps[sel]
-    if att is None:
-        return None
-    h, w = image.shape
-    top, left, bottom, right = state.map_region
-    r0, r1 = round(top * h), max(round(bottom * h), round(top * h) + 1)
-    c0, c1 = round(left * w), max(round(right * w), round(left * w) + 1)
-    if (r0, c0, r1, c1) == (0, 0, h, w):
-        return attention_to_heatmap(att, (h, w))
-    out = np.zeros((h, w), np.float32)
-    out[r0:r1, c0:c1] = attention_to_heatmap(att, (r1 - r0, c1 - c0))
-    return out
 
 
 class _XrayViewBox(pg.ViewBox):
@@ -92,6 +69,7 @@ class ImageView(QWidget):
         self.tool = "window"
         self._heatmap: np.ndarray | None = None
         self._heatmap_key: tuple[Any, ...] | None = None
+        self._outline_count = 0
         self._display_shape: tuple[int, int] | None = None
 
         self.graphics = pg.GraphicsView(background=QColor(0, 0, 0))
@@ -104,8 +82,13 @@ class ImageView(QWidget):
         self.base_item = pg.ImageItem(axisOrder="row-major", autoDownsample=False)
         self.overlay_item = pg.ImageItem(axisOrder="row-major", autoDownsample=False)
         self.overlay_item.setZValue(10)
+        # outline style: the contour where the class map reaches its threshold, one path (NaN-separated)
+        self.outline_item = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0), width=2, cosmetic=True), connect="finite")
+        self.outline_item.setZValue(11)
+        self.outline_item.hide()
         self.view_box.addItem(self.base_item)
         self.view_box.addItem(self.overlay_item)
+        self.view_box.addItem(self.outline_item)
         self.measure_roi: pg.LineSegmentROI | None = None
         self.measure_label = pg.TextItem(color=(255, 230, 0), anchor=(0, 1))
         self.measure_label.setZValue(30)
@@ -185,6 +168,7 @@ class ImageView(QWidget):
             "overlay_opacity",
             "colormap",
             "map_region",
+            "map_style",
         }:
             self._render_overlay()
 
@@ -194,6 +178,7 @@ class ImageView(QWidget):
         if image is None:
             self.base_item.clear()
             self.overlay_item.clear()
+            self.outline_item.hide()
             self._display_shape = None
             self.placeholder.show()
             self.corner_top_left.setText("")
@@ -235,28 +220,46 @@ class ImageView(QWidget):
         self._place_corners()
 
     def _render_overlay(self) -> None:
-        self._render_overlay_item()
-        self.corner_bottom_right.setText(self._overlay_caption() if self.overlay_item.isVisible() else "")
+        shown = self._render_overlay_item()
+        self.corner_bottom_right.setText(self._overlay_caption() if shown else "")
         self._place_corners()
 
     def _overlay_caption(self) -> str:
-        sel, pred = self.state.selected_map, self.state.prediction
+        """Which map is shown, its grid and its scale (a 7 x 7 map must not pass for a segmentation)."""
+        state = self.state
+        sel, pred = state.selected_map, state.prediction
         if sel is None or pred is None:
             return ""
+        grid = map_grid(state)
+        grid_txt = f"{grid[0]} x {grid[1]} map" if grid else "map"
         if sel == SALIENCY:
-            return "Map: class-agnostic (all findings)"
+            return f"Map: class-agnostic (all findings)\n{grid_txt}, stretched per image"
         names = getattr(pred, "class_names", ())
         probs = getattr(pred, "probabilities", None)
+        thresholds = getattr(pred, "thresholds", None)
         if not 0 <= sel < len(names):
             return ""
         name = str(names[sel]).replace("_", " ")
-        return f"Map: {name} ({float(probs[sel]):.1%})" if probs is not None else f"Map: {name}"
+        head = f"Map: {name}"
+        if probs is not None:
+            head += f" {float(probs[sel]):.1%}"
+        if thresholds is not None:
+            head += f" (threshold {float(thresholds[sel]):.1%})"
+        if state.map_style == "outline":
+            if self._outline_count == 0:
+                return f"{head}\n{grid_txt}: no region reaches the threshold"
+            return f"{head}\n{grid_txt}, outline: evidence at the threshold"
+        scale = "1 = threshold" if thresholds is not None else "probability"
+        return f"{head}\n{grid_txt}, absolute scale ({scale})"
 
-    def _render_overlay_item(self) -> None:
+    def _render_overlay_item(self) -> bool:
+        """Draw the selected map as the state says; returns whether a map is on screen."""
         state = self.state
+        self._outline_count = 0
         if state.image is None or not state.overlay_visible or state.selected_map is None:
             self.overlay_item.hide()
-            return
+            self.outline_item.hide()
+            return False
         key = (id(state.prediction), state.selected_map, state.map_region, state.orientation, id(state.image))
         if key != self._heatmap_key:
             heat = heatmap_for(state)
@@ -264,12 +267,30 @@ class ImageView(QWidget):
             self._heatmap_key = key
         if self._heatmap is None:
             self.overlay_item.hide()
-            return
+            self.outline_item.hide()
+            return False
+        if state.map_style == "outline" and state.selected_map != SALIENCY:
+            self.overlay_item.hide()
+            paths = outline_paths(self._heatmap, OUTLINE_LEVEL)
+            self._outline_count = len(paths)
+            if paths:
+                xy = np.vstack([np.vstack([p, [np.nan, np.nan]]) for p in paths])
+                self.outline_item.setData(xy[:, 0], xy[:, 1])
+                self.outline_item.show()
+            else:
+                self.outline_item.hide()
+            return True
+        self.outline_item.hide()
         self.overlay_item.setImage(self._heatmap, autoLevels=False, levels=(0.0, 1.0))
         self.overlay_item.setLookupTable(colormap_lut(state.colormap))
         self.overlay_item.setRect(0, 0, self._heatmap.shape[1], self._heatmap.shape[0])
         self.overlay_item.setOpacity(state.overlay_opacity)
         self.overlay_item.show()
+        return True
+
+    def outline_count(self) -> int:
+        """How many outlines are drawn (outline style; 0 otherwise), for tests and screenshots."""
+        return self._outline_count if self.outline_item.isVisible() else 0
 
     def overlay_image(self) -> np.ndarray | None:
         """The overlay currently shown (display orientation), or None (for tests and screenshots)."""

@@ -99,15 +99,15 @@ def test_voi_lut_table() -> None:
 
 def test_heatmap_resize_and_normalize() -> None:
     att = _frozen(np.array([[0.1, 0.2], [0.3, 0.5]], np.float32))
-    out = attention_to_heatmap(att, (40, 60))
+    out = attention_to_heatmap(att, (40, 60), normalize=True)
     assert out.shape == (40, 60)
     assert out.dtype == np.float32
     assert out.min() == pytest.approx(0.0, abs=1e-6)
     assert out.max() == pytest.approx(1.0, abs=1e-6)
     assert out[-1, -1] > out[0, 0]  # the bright corner stays bright
-    raw = attention_to_heatmap(att, (4, 4), normalize=False)
-    assert raw.max() <= 0.5 + 1e-6
-    assert attention_to_heatmap(np.full((3, 3), 0.7), (5, 5)).max() == 0.0
+    raw = attention_to_heatmap(att, (4, 4))  # the default keeps the map's own scale
+    assert raw.max() <= 0.5 + 1e-6 and raw.min() >= 0.1 - 1e-6
+    assert attention_to_heatmap(np.full((3, 3), 0.7), (5, 5), normalize=True).max() == 0.0
     assert np.isfinite(attention_to_heatmap(np.array([[np.nan, 1.0]]), (2, 4))).all()
     with pytest.raises(ValueError, match="2-D"):
         attention_to_heatmap(np.zeros(3), (4, 4))

@@ -92,7 +92,9 @@ def test_selecting_a_finding_changes_the_overlay(
     assert first is not None
     assert window.state.selected_map == panel.findings()[0].index
     assert first.shape == window.state.image.shape
-    assert window.image_view.corner_bottom_right.text().startswith("Map: Finding 0 (")
+    caption = window.image_view.corner_bottom_right.text()
+    assert caption.startswith("Map: Finding 0 ")
+    assert "(threshold 50.0%)" in caption and "4 x 4 map" in caption  # the grid is said
     panel.select_row(1)
     second = window.image_view.overlay_image()
     assert second is not None
