@@ -203,11 +203,12 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         from benchmarks.fastpath import compare
         from cral_model.preprocessing import preprocess
         from cxr_viewer.core.io import load_image
+        from cxr_viewer.core.network_input import network_input
 
         n_eval = 32 if quick else 400
         eval_files = nih[:n_eval] + fullres[: (4 if quick else len(fullres))]
         calib_files = nih[-(16 if quick else 64) :]
-        stack = lambda fs: torch.stack([preprocess(load_image(f).pixels, pre) for f in fs])  # noqa: E731
+        stack = lambda fs: torch.stack([preprocess(network_input(load_image(f)), pre) for f in fs])  # noqa: E731
         results = compare(
             eager.model,
             pre.input_size,

@@ -113,15 +113,26 @@ def ensure_checkpoint(
 
 
 def bare_backbone(name: str, like: Any = None, num_classes: int = 14):  # -> torch.nn.Module
-    """The bare torchvision classifier of the same family (eval mode, CPU).
+    """The bare classifier of the same family (eval mode, CPU): torchvision's, or timm's for Lite0.
 
     Args:
-        name: torchvision model name, e.g. ``"resnet18"``.
+        name: torchvision model name, e.g. ``"resnet18"``, or ``"efficientnet_lite0"`` (timm).
         like: a CRAL network whose backbone weights (and batch-norm statistics) are copied in, so both
             networks compute the same trunk activations (weights affect CPU speed through denormals);
             None keeps torchvision's random initialisation.
         num_classes: size of the ``fc``/``classifier`` output.
     """
+    if name == "efficientnet_lite0":  # a timm backbone: the bare classifier is timm's own model
+        import timm
+
+        net = timm.create_model(name, pretrained=False, num_classes=num_classes, bn_eps=1e-3).eval()
+        if like is not None:
+            state = {k[len("net.") :]: v for k, v in like.backbone.state_dict().items()}
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            if set(missing) - {"classifier.weight", "classifier.bias"} or unexpected:
+                raise RuntimeError(f"backbone weights do not map onto timm {name}: {missing} {unexpected}")
+        return net
+
     import torchvision
 
     net = torchvision.models.get_model(name, weights=None, num_classes=num_classes).eval()

@@ -26,9 +26,10 @@ def latency(
     import torch
 
     from cxr_viewer.core.io import load_image
+    from cxr_viewer.core.network_input import network_input
 
     first = next(iter(predictors.values()))
-    x = first.prepare(load_image(image).pixels)[None]
+    x = first.prepare(network_input(load_image(image)))[None]
 
     def bare_forward() -> None:
         with torch.inference_mode():
@@ -36,7 +37,7 @@ def latency(
 
     fns: dict[str, Any] = {"backbone": bare_forward}
     for name, pred in predictors.items():
-        fns[name] = lambda pred=pred: pred.predict(load_image(image).pixels)
+        fns[name] = lambda pred=pred: pred.predict(network_input(load_image(image)))
     return interleaved(fns, repeats=repeats, warmup=2), tuple(x.shape)
 
 

@@ -45,8 +45,9 @@ class TriageRow:
         error: empty when analysed, else a short reason (no patient data).
         probabilities: (K,) float in [0, 1], or None for an error row.
         triage_score: ``max_k p_k / t_k`` (``max_k p_k`` without thresholds), or None for an error row.
-        flags: findings at or above their threshold, most probable first.
-        top8: the 8 most probable findings as (name, probability), descending.
+        flags: findings at or above their threshold, in triage order (p / t, highest first).
+        top8: 8 findings as (name, probability) in triage order (p / t with thresholds, else p): the
+            first is the one that drives the triage score, as in the viewer's findings panel.
         warning: why the DICOM header puts the study outside what the model reads (see
             :mod:`cxr_viewer.core.scope`), else empty.
     """

@@ -64,7 +64,7 @@ def test_cral_head_on_lite0_gives_7x7_maps_at_224(mode):
 
 
 def test_lite0_backbone_trains_end_to_end():
-    net, channels = build_backbone("efficientnet_lite0")
+    _, channels = build_backbone("efficientnet_lite0")
     assert channels == 1280
     model = build_model("efficientnet_lite0", pretrained=None)
     loss = model(torch.randn(2, 3, 64, 64)).sum()

@@ -14,10 +14,13 @@ import pytest
 
 from cxr_viewer.batch import collect_files, csv_header, triage_files, write_csv
 from cxr_viewer.cli.triage import main
+from cxr_viewer.core.findings import rank_findings
 from cxr_viewer.core.io import load_image
+from cxr_viewer.core.network_input import network_input
 
 torch = pytest.importorskip("torch")
 cral_model = pytest.importorskip("cral_model")
+from cral_model.data.dataset import load_image as training_load_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +85,17 @@ def test_folder_to_csv_matches_the_predictor(checkpoint, study_dir, tmp_path, ca
     assert scores == sorted(scores, reverse=True)
     predictor = cral_model.Predictor.from_checkpoint(checkpoint, device="cpu")
     for r in ok:
-        pred = predictor.predict(load_image(r["file"]).pixels)
+        # the input contract: cxr-triage scores a PNG exactly as the Predictor fed the uint8 array that
+        # the training loader reads
+        pred = predictor.predict(training_load_image(r["file"]))
         probs = np.array([float(r[f"prob_{n}"]) for n in names])
         np.testing.assert_allclose(probs, pred.probabilities, atol=2e-6)
         assert float(r["triage_score"]) == pytest.approx(pred.triage_score(), abs=2e-6)
+        ranked = rank_findings(pred.probabilities, names, pred.thresholds, top_k=None)
         top8 = [item.split(":") for item in r["top8"].split(";")]
-        assert [n for n, _ in top8] == [n for n, _ in pred.top_k(8)]
-        assert (r["flags"].split(";") if r["flags"] else []) == pred.flagged()
+        assert [n for n, _ in top8] == [f.name for f in ranked[:8]]  # triage order: the driver first
+        assert (r["flags"].split(";") if r["flags"] else []) == [f.name for f in ranked if f.above_threshold]
+        assert sorted(r["flags"].split(";") if r["flags"] else []) == sorted(pred.flagged())
     assert "5 analysed" in capsys.readouterr().err
 
 
@@ -110,7 +117,7 @@ def test_batching_and_decode_threads_do_not_change_results(checkpoint, study_dir
 
 def test_a_failing_batch_only_fails_its_bad_file(checkpoint, study_dir) -> None:
     real = cral_model.Predictor.from_checkpoint(checkpoint, device="cpu")
-    poison = real.prepare(load_image(study_dir / "img0.png").pixels)
+    poison = real.prepare(network_input(load_image(study_dir / "img0.png")))
 
     class Picky:
         class_names = real.class_names
