@@ -56,6 +56,12 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with --screenshot: which finding of the first study to show (0 = top)",
     )
+    parser.add_argument(
+        "--map-style",
+        choices=("filled", "outline"),
+        default=None,
+        help="how class maps are drawn: filled colour map or outline at the threshold (default: as last used, remembered between sessions)",
+    )
     parser.add_argument("--size", default="1400x860", help="with --screenshot: window size WxH")
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="with --screenshot: give up after SECONDS"
@@ -107,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictor_factory=partial(load_predictor, fast=fast_mode(args.fast)),
         cpu_threads="auto",
     )
+    if args.map_style:
+        window.state.update(map_style=args.map_style)
     if args.screenshot:
         return _screenshot(app, window, args)
     window.show()

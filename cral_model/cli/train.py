@@ -108,6 +108,15 @@ def get_parser() -> argparse.ArgumentParser:
         choices=("best", "last"),
         help="exported epoch: best validation mean AUC, or the last [best]",
     )
+    o.add_argument(
+        "--threshold-rule",
+        choices=("youden", "normal_flag_rate"),
+        help="per-class operating points fitted on validation at export: Youden's J per class, or one "
+        "common specificity that flags at most --max-normal-flag-rate of the 'No Finding' images [youden]",
+    )
+    o.add_argument(
+        "--max-normal-flag-rate", type=float, help="for --threshold-rule normal_flag_rate [0.2]"
+    )
     r = p.add_argument_group("runtime")
     r.add_argument("--output", help="run folder (config.yaml, last.pt, best.safetensors, log.jsonl)")
     r.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")

@@ -41,6 +41,7 @@ from cxr_viewer.core.findings import Finding, rank_findings, triage_score
 from cxr_viewer.core.image import XrayImage
 from cxr_viewer.core.io import FoundFile
 from cxr_viewer.core.orientation import Orientation
+from cxr_viewer.core.overlay import MAP_STYLES
 from cxr_viewer.core.scope import scope_warning
 from cxr_viewer.core.state import ViewerState
 from cxr_viewer.core.windowing import WindowPreset, auto_window, presets_for
@@ -153,7 +154,11 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle(f"{APP_NAME} - chest X-ray triage (research demo, not for clinical use)")
         self.settings = settings if settings is not None else QSettings(ORG_NAME, APP_NAME)
-        self.state = ViewerState(overlay_opacity=self._setting_float("overlay_opacity", 0.45))
+        style = str(self.settings.value("map_style", "filled"))
+        self.state = ViewerState(
+            overlay_opacity=self._setting_float("overlay_opacity", 0.45),
+            map_style=style if style in MAP_STYLES else "filled",
+        )
         self.studies: dict[int, Study] = {}
         self.skipped: list[FoundFile] = []
         self.model_info: ModelInfo | None = None
@@ -439,6 +444,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.settings.setValue("overlay_opacity", float(self.state.overlay_opacity))
+        self.settings.setValue("map_style", self.state.map_style)
         self.settings.sync()
 
     def last_folder(self) -> str:
