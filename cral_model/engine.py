@@ -665,7 +665,15 @@ def _fit(
     cache = _auto_cache(splits.train, cfg.cache_images)
     train_ds = ImageDataset(
         splits.train,
-        TrainPreset(pre, scale=cfg.crop_scale, hflip=cfg.hflip, rotate=cfg.rotate, intensity=cfg.intensity),
+        TrainPreset(
+            pre,
+            scale=cfg.crop_scale,
+            hflip=cfg.hflip,
+            rotate=cfg.rotate,
+            intensity=cfg.intensity,
+            downscale=cfg.downscale,
+            downscale_min=cfg.downscale_min,
+        ),
         cache=cache,
     )
     train_sampler = EpochSampler(

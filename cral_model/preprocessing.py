@@ -141,7 +141,9 @@ class TrainTransform:
     Random resized crop (the paper: resize 256, random resized crop 224) of the ``resize`` x ``resize``
     image, horizontal flip, and optionally a random rotation of up to ``rotate`` degrees (zero padding
     outside the image) and a random contrast/brightness change of up to ``intensity`` (in [0, 1] grey
-    units, clipped). Randomness comes from torch's global generator (seed it, and seed each DataLoader
+    units, clipped); with probability ``downscale`` the image first passes through a random lower
+    resolution (side log-uniform in [``downscale_min``, ``resize``]) and back, so that sharpness says
+    nothing about the label when training data mixes resolutions. Randomness comes from torch's global generator (seed it, and seed each DataLoader
     worker). With ``rotate`` and ``intensity`` off, the draws are exactly those of crop + flip.
     """
 
@@ -153,9 +155,12 @@ class TrainTransform:
         hflip: bool = True,
         rotate: float = 0.0,
         intensity: float = 0.0,
+        downscale: float = 0.0,
+        downscale_min: int = 64,
     ) -> None:
         self.cfg, self.scale, self.ratio, self.hflip = cfg, scale, ratio, hflip
         self.rotate, self.intensity = float(rotate), float(intensity)
+        self.downscale, self.downscale_min = float(downscale), int(downscale_min)
 
     def _crop_box(self, size: int) -> tuple[int, int, int, int]:
         # torchvision's RandomResizedCrop.get_params, on a square image, drawing from torch's generator.
@@ -184,6 +189,11 @@ class TrainTransform:
         """Returns a float32 tensor (C, input_size, input_size)."""
         cfg = self.cfg
         x = _resized_grey(image, cfg)  # (1, 1, R, R)
+        if self.downscale > 0 and torch.rand(1).item() < self.downscale and self.downscale_min < cfg.resize:
+            # resolution jitter: through a random lower resolution (log-uniform side) and back up
+            lo, hi = math.log(self.downscale_min), math.log(cfg.resize)
+            side = round(math.exp(torch.empty(1).uniform_(lo, hi).item()))
+            x = F.interpolate(_resize(x, side), size=(cfg.resize,) * 2, mode="bilinear", align_corners=False)
         i, j, h, w = self._crop_box(cfg.resize)
         x = x[..., i : i + h, j : j + w]
         x = F.interpolate(x, size=(cfg.input_size,) * 2, mode="bilinear", align_corners=False, antialias=True)

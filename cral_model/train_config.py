@@ -39,7 +39,9 @@ class TrainConfig:
     Preprocessing: input_size (network input), resize (None = input_size * 256 / 224, the paper's
         ratio), base_size (optional first down-resize, see `PreprocessConfig`), crop_scale (random
         resized crop area range), hflip, rotate (maximum random rotation in degrees, 0 = off),
-        intensity (random contrast and brightness change of up to this fraction, 0 = off). The paper's
+        intensity (random contrast and brightness change of up to this fraction, 0 = off),
+        downscale (probability of a resolution jitter: through a random side in [downscale_min, resize]
+        and back; for data that mixes resolutions, so that sharpness cannot stand in for the label). The paper's
         recipe is crop + flip only; rotate/intensity are extra regularisation for tiny data sets.
     Optimisation: epochs, batch_size (global: split evenly over distributed ranks), optimizer (``sgd``,
         the paper's, with ``momentum``; or ``adamw``, decoupled weight decay, for fine-tuning a small
@@ -85,6 +87,8 @@ class TrainConfig:
     hflip: bool = True
     rotate: float = 0.0
     intensity: float = 0.0
+    downscale: float = 0.0
+    downscale_min: int = 64
     # optimisation
     epochs: int = 30
     batch_size: int = 64
@@ -128,6 +132,10 @@ class TrainConfig:
             raise ConfigError(f"crop_scale must be (lo, hi) with 0 < lo <= hi <= 1, got {self.crop_scale}")
         if not 0.0 <= self.rotate <= 180.0:
             raise ConfigError(f"rotate must be in [0, 180] degrees, got {self.rotate}")
+        if not 0.0 <= self.downscale <= 1.0:
+            raise ConfigError(f"downscale must be a probability in [0, 1], got {self.downscale}")
+        if self.downscale_min < 8:
+            raise ConfigError(f"downscale_min must be >= 8, got {self.downscale_min}")
         if not 0.0 <= self.intensity < 1.0:
             raise ConfigError(f"intensity must be in [0, 1), got {self.intensity}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:

@@ -89,6 +89,12 @@ def get_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--intensity", type=float, help="random contrast/brightness change up to this fraction [0: off]"
     )
+    a.add_argument(
+        "--downscale",
+        type=float,
+        help="probability of passing an image through a random lower resolution and back [0: off]",
+    )
+    a.add_argument("--downscale-min", type=int, help="smallest side of that resolution jitter [64]")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help="[30]")
     o.add_argument("--batch-size", type=int, help="global batch, split over distributed ranks [64]")

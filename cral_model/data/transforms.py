@@ -44,9 +44,19 @@ class TrainPreset:
         hflip: bool = True,
         rotate: float = 0.0,
         intensity: float = 0.0,
+        downscale: float = 0.0,
+        downscale_min: int = 64,
     ):
         self.cfg = cfg
-        self._t = train_transform(cfg, scale=tuple(scale), hflip=hflip, rotate=rotate, intensity=intensity)
+        self._t = train_transform(
+            cfg,
+            scale=tuple(scale),
+            hflip=hflip,
+            rotate=rotate,
+            intensity=intensity,
+            downscale=downscale,
+            downscale_min=downscale_min,
+        )
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         return self._t(image)
