@@ -138,3 +138,35 @@ def test_stated_range_mapping_equals_the_float64_reference(dtype):
     np.testing.assert_allclose(out, ref, atol=2e-7)
     # values outside the stated range clip instead of stretching the rest
     assert np.all(to_unit_float(np.full((4, 4), 9000, dtype), (lo, hi)) == 1)
+
+
+def test_resolution_jitter_blurs_sharp_images_and_is_seeded():
+    cfg = PreprocessConfig(input_size=64, resize=64)
+    sharp = (np.indices((256, 256)).sum(axis=0) % 2 * 255).astype(np.uint8)  # 1 px checkerboard
+    fine = np.zeros((256, 256), np.uint8)
+    fine[::8] = 255  # lines every 8 px: still 2 px apart at 64 px
+    plain = train_transform(cfg, scale=(1.0, 1.0), hflip=False)
+    jitter = train_transform(cfg, scale=(1.0, 1.0), hflip=False, downscale=1.0, downscale_min=16)
+
+    def detail(x: torch.Tensor) -> float:
+        return float((x[0, 1:, :] - x[0, :-1, :]).abs().mean())
+
+    torch.manual_seed(3)
+    a = jitter(fine)
+    torch.manual_seed(3)
+    b = jitter(fine)
+    assert torch.equal(a, b)  # the draw comes from torch's seeded generator
+    torch.manual_seed(0)
+    ref = detail(plain(fine))
+    blurred = []
+    for s in range(8):
+        torch.manual_seed(s)
+        blurred.append(detail(jitter(fine)))
+    assert max(blurred) <= ref + 1e-6 and min(blurred) < 0.7 * ref  # never sharper, often much softer
+    assert jitter(sharp).shape == (3, 64, 64)
+    # off by default: the same draws as before
+    torch.manual_seed(5)
+    x0 = train_transform(cfg, scale=(0.5, 1.0))(fine)
+    torch.manual_seed(5)
+    x1 = train_transform(cfg, scale=(0.5, 1.0), downscale=0.0)(fine)
+    assert torch.equal(x0, x1)

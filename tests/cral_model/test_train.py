@@ -278,3 +278,23 @@ def test_train_options_validated() -> None:
     for bad in ({"rotate": -1.0}, {"intensity": 1.5}, {"ema_decay": 1.0}, {"export": "first"}):
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
+
+
+def test_adamw_cosine_jitter_and_normal_flag_rate_thresholds_end_to_end(synth_root: Path, tmp_path: Path) -> None:
+    """The demo recipe's options through a real (tiny) run: the exported thresholds follow the rule."""
+    from cral_model.checkpoint import load_checkpoint
+
+    cfg = _tiny_cfg(
+        synth_root, tmp_path / "run", optimizer="adamw", lr=1e-3, lr_schedule="cosine", warmup_epochs=1,
+        downscale=0.5, downscale_min=16, threshold_rule="normal_flag_rate", max_normal_flag_rate=0.25,
+        epochs=2,
+    )  # fmt: skip
+    result = fit(cfg)
+    assert [h["lr"] for h in result.history] == pytest.approx([1e-4, 5e-4])
+    meta = load_checkpoint(tmp_path / "run" / "best.safetensors").metadata
+    assert "common specificity" in meta["metrics"]["threshold_rule"]
+    rate = meta["metrics"]["val_normal_flag_rate"]
+    assert rate is None or rate <= 0.25
+    again = fit(cfg.replace(output=str(tmp_path / "again")))  # seeded augmentation: the same run
+    _assert_same_weights(_weights(tmp_path / "run" / "last.pt"), _weights(tmp_path / "again" / "last.pt"))
+    assert again.history[-1]["train_loss"] == result.history[-1]["train_loss"]
