@@ -642,7 +642,11 @@ expect them to move by several hundredths either way (about +-0.05 on a hundred 
   viewer and `cxr-triage` mark a DICOM whose header declares another body part, a lateral view or a
   non-radiograph modality; a PNG of a knee is not caught.
 - The maps are {size // 32} x {size // 32} grids: each cell covers {100 // (size // 32)}% of the image side. They say roughly
-  where the evidence was, not where a lesion's border is.
+  where the evidence was, not where a lesion's border is. In this small model the attention maps
+  saturate (a^c close to 1 over the whole grid for most classes, so CRAL acts much like its
+  baseline), and the per-cell evidence is dominated by the lungs counting against a finding: neutral
+  regions (collimation, edges) then reach the colour of a low threshold. Read a map as "where the
+  model's score came from", not as a localisation.
 - Demonstration only. Not a medical device. Not for clinical use.
 
 ## Reproduce
