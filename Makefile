@@ -38,8 +38,8 @@ bench: install-test
 bench-quick: install-test
 	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks --quick $(BENCH_ARGS)
 
-# The bundled demo model (resources/models/): trains CRAL and its no-attention baseline on the 690 real
-# NIH images in ../shared/data, deterministic on CPU. See resources/models/MODEL_CARD.md.
+# The bundled demo model (resources/models/): trains CRAL and its no-attention baseline (2 seeds each) on the 1,275 real
+# NIH images in ../shared/data (about an hour on 2 cores), deterministic on CPU. See resources/models/MODEL_CARD.md.
 SHARED_DATA ?= ../shared/data
 DEMO_RUNS ?= runs/demo-model
 demo-model: install
