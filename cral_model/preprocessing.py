@@ -69,8 +69,11 @@ def to_unit_float(image: np.ndarray, value_range: tuple[float, float] | None = N
         if a.dtype == np.bool_:
             return a.astype(np.float32)
         if np.issubdtype(a.dtype, np.floating):
-            out = np.where(np.isfinite(a), a, 0.0).astype(np.float32, copy=False)
-            lo_v, hi_v = (float(out.min()), float(out.max()))
+            out = a.astype(np.float32)  # the one copy: callers never see their array changed
+            lo_v, hi_v = float(out.min()), float(out.max())
+            if not (math.isfinite(lo_v) and math.isfinite(hi_v)):  # NaN / inf are rare: only then a 2nd pass
+                out[~np.isfinite(out)] = 0.0
+                lo_v, hi_v = float(out.min()), float(out.max())
             if lo_v < -1e-6 or hi_v > 1 + 1e-6:
                 raise ValueError(
                     f"float image values span [{lo_v:.4g}, {hi_v:.4g}], not [0, 1]: pass value_range "

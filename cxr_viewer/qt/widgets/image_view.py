@@ -70,6 +70,7 @@ class ImageView(QWidget):
         self._heatmap: np.ndarray | None = None
         self._heatmap_key: tuple[Any, ...] | None = None
         self._outline_count = 0
+        self._outlines: list[np.ndarray] | None = None
         self._display_shape: tuple[int, int] | None = None
 
         self.graphics = pg.GraphicsView(background=QColor(0, 0, 0))
@@ -265,13 +266,16 @@ class ImageView(QWidget):
             heat = heatmap_for(state)
             self._heatmap = None if heat is None else np.ascontiguousarray(state.orientation.apply(heat))
             self._heatmap_key = key
+            self._outlines = None  # traced on first use, then kept with the map (not per opacity change)
         if self._heatmap is None:
             self.overlay_item.hide()
             self.outline_item.hide()
             return False
         if state.map_style == "outline" and state.selected_map != SALIENCY:
             self.overlay_item.hide()
-            paths = outline_paths(self._heatmap, OUTLINE_LEVEL)
+            if self._outlines is None:
+                self._outlines = outline_paths(self._heatmap, OUTLINE_LEVEL)
+            paths = self._outlines
             self._outline_count = len(paths)
             if paths:
                 xy = np.vstack([np.vstack([p, [np.nan, np.nan]]) for p in paths])
