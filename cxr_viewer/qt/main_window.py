@@ -45,7 +45,7 @@ from cxr_viewer.core.overlay import MAP_STYLES
 from cxr_viewer.core.scope import scope_warning
 from cxr_viewer.core.state import ViewerState
 from cxr_viewer.core.windowing import WindowPreset, auto_window, presets_for
-from cxr_viewer.inference import ModelInfo, Predictor, model_card_text, model_input
+from cxr_viewer.inference import ModelInfo, Predictor, model_card_text
 from cxr_viewer.qt.widgets.findings_panel import FindingsPanel
 from cxr_viewer.qt.widgets.image_view import ImageView
 from cxr_viewer.qt.widgets.window_controls import WindowHistogram
@@ -579,7 +579,8 @@ class MainWindow(QMainWindow):
 
     def _submit_analysis(self, study: Study, image: XrayImage) -> None:
         self._set_status(study, "queued")
-        self.inference_requested.emit(self._new_request(study.id, "analyse"), model_input(image))
+        # the worker maps the image to the network input (model_input) on its own thread
+        self.inference_requested.emit(self._new_request(study.id, "analyse"), image)
 
     def _cache_put(self, study_id: int, image: XrayImage) -> None:
         self._cache[study_id] = image

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from cxr_viewer.core.image import XrayImage
 from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image
 from cxr_viewer.core.windowing import apply_window, auto_window
-from cxr_viewer.inference import Predictor, describe, load_predictor
+from cxr_viewer.inference import Predictor, describe, load_predictor, model_input
 
 __all__ = [
     "InferenceWorker",
@@ -236,8 +238,9 @@ class InferenceWorker(_Cancellable):
         torch.set_num_threads(n)
 
     @Slot(int, object)
-    def run(self, request_id: int, pixels: np.ndarray) -> None:
-        """Analyse one image (display orientation, higher = brighter)."""
+    def run(self, request_id: int, pixels: np.ndarray | XrayImage) -> None:
+        """Analyse one image: an `XrayImage` (mapped to the network's [0, 1] input here, on this
+        thread, not on the GUI thread) or an array already following the input contract."""
         if self._is_cancelled(request_id):
             return
         if self._predictor is None:
@@ -246,6 +249,8 @@ class InferenceWorker(_Cancellable):
         self.started.emit(request_id)
         self.busy.emit(True)
         try:
+            if isinstance(pixels, XrayImage):
+                pixels = model_input(pixels)
             prediction = self._predictor.predict(pixels)
         except Exception as exc:
             log.warning("inference failed: %s", type(exc).__name__)
