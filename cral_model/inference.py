@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cral_model import triage
 from cral_model.checkpoint import load_checkpoint
 from cral_model.config import PreprocessConfig
 from cral_model.labels import CLASS_NAMES
@@ -110,16 +111,15 @@ class Prediction:
         return [(self.class_names[i], float(self.probabilities[i])) for i in order]
 
     def flagged(self) -> list[str]:
-        """Findings at or above their threshold, most probable first (empty without thresholds)."""
-        if self.thresholds is None:
-            return []
-        return [n for n, p in self.top_k(len(self.class_names)) if p >= self.thresholds[self.class_names.index(n)]]
+        """Findings at or above their threshold, in triage order (empty without thresholds; the rule is
+        `cral_model.triage`)."""
+        mask = triage.flagged_mask(self.probabilities, self.thresholds)
+        return [self.class_names[i] for i in triage.triage_order(self.probabilities, self.thresholds) if mask[i]]
 
     def triage_score(self) -> float:
-        """max_c p_c / t_c (>= 1 means at least one finding is flagged); max_c p_c without thresholds."""
-        if self.thresholds is None:
-            return float(self.probabilities.max())
-        return float(np.max(self.probabilities / np.maximum(self.thresholds, 1e-6)))
+        """max_c p_c / t_c (>= 1 means at least one finding is flagged); max_c p_c without thresholds
+        (`cral_model.triage.triage_score`)."""
+        return triage.triage_score(self.probabilities, self.thresholds)
 
 
 class Predictor:
