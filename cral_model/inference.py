@@ -255,6 +255,10 @@ class Predictor:
             for i in range(probs.shape[0])
         ]
 
+    def predict_prepared(self, inputs: Sequence[torch.Tensor]) -> list[Prediction]:
+        """Inputs from :meth:`prepare` (each (C, S, S)) -> one prediction each, in one forward pass."""
+        return self.predict_tensor(torch.stack(list(inputs)))
+
     def predict(self, image: np.ndarray, value_range: tuple[float, float] | None = None) -> Prediction:
         """One 2-D image (any size, display orientation, higher = brighter) -> `Prediction`.
 
