@@ -2,13 +2,14 @@
 
 The pipeline overlaps decoding with inference: a thread pool reads files
 (:func:`cxr_viewer.core.io.load_image`) and preprocesses them (the predictor's own ``prepare``) while
-the calling thread runs the model on the previous batch. Decoders (Pillow, pydicom's codecs), torch's
+the calling thread runs the model on the previous batch (``predict_prepared``; the predictor is any
+`cxr_viewer.inference.BatchPredictor`, e.g. ``cral_model.Predictor``). Decoders (Pillow, pydicom's codecs), torch's
 resize and the model (PyTorch or ONNX Runtime) release the GIL for their heavy parts, so threads are
 enough and nothing is pickled.
 
 A file that cannot be read or analysed becomes a row with its ``error``; the other files go on.
 
-Rows are sorted by triage score (highest first, see :func:`cxr_viewer.core.findings.triage_score`),
+Rows are sorted by triage score (highest first, see :func:`cxr_viewer.inference.triage_score`),
 studies whose DICOM header puts them outside the model's scope (:mod:`cxr_viewer.core.scope`) after the
 others, then the error rows in input order.
 """
@@ -26,15 +27,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from cxr_viewer.core.findings import rank_findings, triage_score
 from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image
 from cxr_viewer.core.network_input import network_input
+from cxr_viewer.core.reasons import message_of, short_reason
 from cxr_viewer.core.scope import scope_warning
+from cxr_viewer.inference import TOP_K, BatchPredictor, PredictionLike, rank_findings, triage_score
 
 __all__ = ["TriageRow", "collect_files", "csv_header", "triage_files", "write_csv"]
-
-_MAX_REASON = 240
-
 
 @dataclass(frozen=True)
 class TriageRow:
@@ -78,26 +77,27 @@ def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, s
     return out
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
-
-
 def _load_one(path: Path, prepare: Callable[[np.ndarray], Any]) -> tuple[Any, str, str]:
     """Decode and preprocess one file -> (network input or None, error reason or "", scope warning)."""
     try:
         image = load_image(path)
     except ImageLoadError as exc:
-        return None, _short(exc), ""
+        return None, message_of(exc), ""
     except Exception as exc:  # load_image converts decoder errors; anything else is still per-file
         return None, f"unexpected error while reading: {type(exc).__name__}", ""
     try:
         return prepare(network_input(image)), "", scope_warning(image.header)
     except Exception as exc:
-        return None, f"cannot preprocess: {type(exc).__name__}: {_short(exc)}"[:_MAX_REASON], ""
+        return None, short_reason(exc, "cannot preprocess"), ""
 
 
-def _row(path: Path, pred: Any, class_names: Sequence[str], thresholds: Any, warning: str) -> TriageRow:
+def _row(
+    path: Path,
+    pred: PredictionLike,
+    class_names: Sequence[str],
+    thresholds: np.ndarray | None,
+    warning: str,
+) -> TriageRow:
     probs = np.asarray(pred.probabilities, dtype=np.float64).reshape(-1)
     ranked = rank_findings(probs, class_names, thresholds, top_k=None)
     return TriageRow(
@@ -106,7 +106,7 @@ def _row(path: Path, pred: Any, class_names: Sequence[str], thresholds: Any, war
         probabilities=tuple(float(p) for p in probs),
         triage_score=triage_score(probs, thresholds),
         flags=tuple(f.name for f in ranked if f.above_threshold),
-        top8=tuple((f.name, f.probability) for f in ranked[:8]),
+        top8=tuple((f.name, f.probability) for f in ranked[:TOP_K]),
     )
 
 
@@ -145,7 +145,7 @@ def _prepared(
 
 def triage_files(
     files: Sequence[tuple[Path, str]],
-    predictor: Any,
+    predictor: BatchPredictor,
     *,
     batch_size: int = 16,
     workers: int = 2,
@@ -155,8 +155,7 @@ def triage_files(
 
     Args:
         files: (path, skip reason) pairs; a non-empty reason gives an error row without reading the file.
-        predictor: a ``cral_model.Predictor`` (needs ``prepare``, ``predict_tensor``, ``class_names``,
-            ``thresholds``).
+        predictor: a `cxr_viewer.inference.BatchPredictor` (``cral_model.Predictor`` is one).
         batch_size: images per forward pass (>= 1).
         workers: decoding threads (0: decode on the calling thread, no overlap).
         on_progress: called with the number of files just finished (for a progress bar).
@@ -166,8 +165,6 @@ def triage_files(
         are not frontal chest radiographs after the others, with their ``warning``), then error rows
         in input order.
     """
-    import torch
-
     batch_size = max(1, int(batch_size))
     class_names = tuple(predictor.class_names)
     thresholds = predictor.thresholds
@@ -177,13 +174,13 @@ def triage_files(
 
     def infer(items: list[tuple[Path, Any, str]]) -> None:
         try:
-            preds = predictor.predict_tensor(torch.stack([x for _, x, _ in items]))
+            preds = predictor.predict_prepared([x for _, x, _ in items])
         except Exception as exc:  # one bad batch must not stop the run: retry its files one by one
             if len(items) > 1:
                 for item in items:
                     infer([item])
                 return
-            reason = f"analysis failed: {type(exc).__name__}: {_short(exc)}"[:_MAX_REASON]
+            reason = short_reason(exc, "analysis failed")
             errors.append(TriageRow(str(items[0][0]), reason))
         else:
             done.extend(

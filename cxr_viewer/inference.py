@@ -10,7 +10,9 @@ display orientation, higher = brighter), float32, full resolution. The predictor
 and normalisation (its single preprocessing pipeline). The on-screen window never reaches the model.
 
 Triage score of a study (the worklist's sort key): ``max_k p_k / t_k`` over classes when the model has
-per-class thresholds, else ``max_k p_k`` (see :func:`cxr_viewer.core.findings.triage_score`).
+per-class thresholds, else ``max_k p_k``. The rule has one home, `cral_model.triage` (numpy only); this
+module is the viewer's only door to it (:func:`rank_findings`, :func:`triage_score`,
+:func:`rank_prediction`), as it is the viewer's only importer of ``cral_model``.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from cxr_viewer.core import findings as _findings
 from cxr_viewer.core.network_input import network_input
+from cxr_viewer.core.prediction import BatchPredictor, PredictionLike, Predictor
 
 if TYPE_CHECKING:
+    from cxr_viewer.core.findings import Finding, TriageRule
     from cxr_viewer.core.image import XrayImage
 
 __all__ = [
     "FAST_ENV",
+    "TOP_K",
+    "BatchPredictor",
     "ModelInfo",
     "PredictionLike",
     "Predictor",
@@ -39,57 +46,60 @@ __all__ = [
     "load_predictor",
     "model_card_text",
     "model_input",
+    "rank_findings",
+    "rank_prediction",
+    "triage_score",
 ]
 
 #: Environment variable for the CPU fast path: ``off`` (or ``0``/``no``) turns it off, ``fp32``/``int8``
 #: pick a variant; unset means ``auto`` (ONNX Runtime fp32 when it is installed, else PyTorch).
 FAST_ENV = "CXR_TRIAGE_FAST"
 
+#: findings listed per study (panel, CSV ``top8``)
+TOP_K = 8
+
 NOT_FOR_CLINICAL_USE = "Research demonstration only - NOT FOR CLINICAL USE. Do not use for diagnosis."
 
 
+def _rule() -> TriageRule:
+    from cral_model import triage  # numpy only: importing it does not import torch
+
+    return triage
+
+
+def rank_findings(
+    probabilities: Sequence[float] | np.ndarray,
+    class_names: Sequence[str],
+    thresholds: Sequence[float] | np.ndarray | None = None,
+    top_k: int | None = TOP_K,
+) -> list[Finding]:
+    """Classes, the most suspicious first, by `cral_model.triage` (see `cxr_viewer.core.findings`)."""
+    return _findings.rank_findings(probabilities, class_names, thresholds, top_k, rule=_rule())
+
+
+def triage_score(
+    probabilities: Sequence[float] | np.ndarray, thresholds: Sequence[float] | np.ndarray | None = None
+) -> float:
+    """``max_k p_k / t_k`` (``max_k p_k`` without thresholds; 0.0 for no classes), `cral_model.triage`."""
+    return _rule().triage_score(probabilities, thresholds)
+
+
+def rank_prediction(prediction: PredictionLike, top_k: int | None = TOP_K) -> tuple[list[Finding], float]:
+    """(findings in triage order, triage score) of one prediction.
+
+    Raises:
+        AttributeError, ValueError: for a malformed prediction (missing fields, mismatched lengths).
+    """
+    probs, thresholds = prediction.probabilities, prediction.thresholds
+    ranked = rank_findings(probs, prediction.class_names, thresholds, top_k)
+    return ranked, triage_score(probs, thresholds)
+
+
 @runtime_checkable
-class PredictionLike(Protocol):
-    """What the viewer reads from a prediction (``cral_model.Prediction`` satisfies it)."""
+class _Preprocessed(Protocol):
+    """A predictor that says how it resizes (`cral_model.Predictor` does)."""
 
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        """K class names."""
-        ...
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        """(K,) float32 in [0, 1]."""
-        ...
-
-    @property
-    def attention(self) -> np.ndarray:
-        """(K, h, w) float32 in [0, 1], per-class maps."""
-        ...
-
-    @property
-    def saliency(self) -> np.ndarray:
-        """(h, w) float32 in [0, 1], the class-agnostic map."""
-        ...
-
-    @property
-    def thresholds(self) -> np.ndarray | None:
-        """(K,) per-class operating points, or None."""
-        ...
-
-
-@runtime_checkable
-class Predictor(Protocol):
-    """What the viewer needs from a model (``cral_model.Predictor`` satisfies it)."""
-
-    device: str
-    class_names: tuple[str, ...]
-    thresholds: np.ndarray | None
-    metadata: dict[str, Any]
-
-    def predict(self, image: np.ndarray) -> PredictionLike:
-        """One 2-D image (display orientation, higher = brighter) -> prediction."""
-        ...
+    preprocessing: Any
 
 
 @dataclass(frozen=True)
@@ -118,10 +128,7 @@ def default_model_path() -> Path | None:
         import cral_model
     except ImportError:  # pragma: no cover - the model package is part of the same distribution
         return None
-    finder = getattr(cral_model, "default_checkpoint_path", None)
-    if finder is None:
-        return None
-    path = finder()
+    path = cral_model.default_checkpoint_path()
     return Path(path) if path is not None else None
 
 
@@ -145,7 +152,9 @@ def fast_mode(enabled: bool | None = None) -> str:
     return "auto"
 
 
-def load_predictor(path: str | os.PathLike[str], device: str = "auto", fast: str | None = None) -> Predictor:
+def load_predictor(
+    path: str | os.PathLike[str], device: str = "auto", fast: str | None = None
+) -> BatchPredictor:
     """Load a ``cral-train`` checkpoint (safetensors; never unpickled). Slow: call off the GUI thread.
 
     Args:
@@ -160,18 +169,20 @@ def load_predictor(path: str | os.PathLike[str], device: str = "auto", fast: str
     """
     import cral_model
 
-    return cral_model.Predictor.from_checkpoint(path, device=device, fast=fast)
+    predictor: BatchPredictor = cral_model.Predictor.from_checkpoint(path, device=device, fast=fast)
+    return predictor
 
 
-def attention_region(predictor: Any) -> tuple[float, float, float, float]:
+def attention_region(predictor: Predictor) -> tuple[float, float, float, float]:
     """Which part of the image the attention maps cover, as (top, left, bottom, right) fractions.
 
     ``cral_model`` squashes the whole image to ``resize`` x ``resize`` and then centre-crops
     ``input_size``; the maps cover that crop. Without that information the whole image is assumed.
     """
-    cfg = getattr(predictor, "preprocessing", None)
-    resize = getattr(cfg, "resize", None)
-    size = getattr(cfg, "input_size", None)
+    if not isinstance(predictor, _Preprocessed):
+        return (0.0, 0.0, 1.0, 1.0)
+    resize = int(predictor.preprocessing.resize or 0)
+    size = int(predictor.preprocessing.input_size or 0)
     if not resize or not size or size >= resize:
         return (0.0, 0.0, 1.0, 1.0)
     off = ((resize - size) // 2) / resize
@@ -181,15 +192,15 @@ def attention_region(predictor: Any) -> tuple[float, float, float, float]:
 
 def describe(predictor: Predictor, path: str | os.PathLike[str] | None) -> ModelInfo:
     """Plain-data description of a loaded predictor."""
-    thr = getattr(predictor, "thresholds", None)
+    thr = predictor.thresholds
     return ModelInfo(
         path=str(path or ""),
-        device=str(getattr(predictor, "device", "cpu")),
+        device=str(predictor.device),
         class_names=tuple(predictor.class_names),
         thresholds=None if thr is None else tuple(float(t) for t in np.asarray(thr).reshape(-1)),
-        metadata=dict(getattr(predictor, "metadata", {}) or {}),
+        metadata=dict(predictor.metadata or {}),
         region=attention_region(predictor),
-        backend=str(getattr(predictor, "backend", "") or ""),
+        backend=str(predictor.backend) if isinstance(predictor, BatchPredictor) else "",
     )
 
 

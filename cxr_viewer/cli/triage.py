@@ -31,6 +31,7 @@ from pathlib import Path
 from cxr_viewer import __version__
 from cxr_viewer.batch import collect_files, triage_files, write_csv
 from cxr_viewer.core.io import quiet_decoder_output
+from cxr_viewer.core.reasons import message_of
 from cxr_viewer.inference import NOT_FOR_CLINICAL_USE, default_model_path, fast_mode, load_predictor
 
 __all__ = ["get_parser", "main"]
@@ -104,12 +105,10 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         predictor = load_predictor(model, device=args.device, fast=fast_mode(args.fast))
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        sys.stderr.write(f"cxr-triage: cannot load model {model}: {first}\n")
+        sys.stderr.write(f"cxr-triage: cannot load model {model}: {message_of(exc)}\n")
         return 1
-    backend = getattr(predictor, "backend", "")
     sys.stderr.write(
-        f"cxr-triage: model {Path(model).name} on {predictor.device} ({backend}), "
+        f"cxr-triage: model {Path(model).name} on {predictor.device} ({predictor.backend}), "
         f"loaded in {time.perf_counter() - t0:.1f} s. {NOT_FOR_CLINICAL_USE}\n"
     )
 

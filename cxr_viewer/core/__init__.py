@@ -1,8 +1,9 @@
-"""Qt-free, torch-free core of the viewer: files, windowing, overlays, findings, view state."""
+"""Qt-free, torch-free core of the viewer: files, windowing, overlays, findings, view state, the study
+pipeline and the typed seam to the model (`cxr_viewer.core.prediction`)."""
 
 from __future__ import annotations
 
-from cxr_viewer.core.findings import Finding, rank_findings, triage_score
+from cxr_viewer.core.findings import Finding
 from cxr_viewer.core.image import HeaderSummary, VoiLut, XrayImage
 from cxr_viewer.core.io import FoundFile, ImageLoadError, iter_study_files, load_image
 from cxr_viewer.core.orientation import Orientation
@@ -21,7 +22,5 @@ __all__ = [
     "XrayImage",
     "iter_study_files",
     "load_image",
-    "rank_findings",
     "scope_warning",
-    "triage_score",
 ]

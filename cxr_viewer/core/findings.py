@@ -1,42 +1,56 @@
-"""Ranking model outputs into findings and a triage score (no Qt, no torch)."""
+"""Findings of one study: ranked classes with their thresholds (no Qt, no torch).
+
+The rule that ranks and flags (``p / t``, ``p >= t``, what an unusable threshold means) has one home,
+`cral_model.triage`; :func:`rank_findings` takes it as an argument (`TriageRule`) because the viewer's
+core does not import the model package. `cxr_viewer.inference.rank_findings` passes the real one.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Finding", "format_findings", "rank_findings", "triage_score"]
+__all__ = ["Finding", "TriageRule", "format_findings", "rank_findings"]
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+class TriageRule(Protocol):
+    """The operating-point rule (the module `cral_model.triage` is one)."""
+
+    def valid_thresholds(self, thresholds: ArrayLike | None, k: int) -> np.ndarray | None: ...
+
+    def threshold_ratios(self, probabilities: ArrayLike, thresholds: ArrayLike | None = None) -> np.ndarray: ...
+
+    def flagged_mask(self, probabilities: ArrayLike, thresholds: ArrayLike | None = None) -> np.ndarray: ...
+
+    def triage_order(self, probabilities: ArrayLike, thresholds: ArrayLike | None = None) -> np.ndarray: ...
+
+    def triage_score(self, probabilities: ArrayLike, thresholds: ArrayLike | None = None) -> float: ...
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One class of the model's output.
+    """One class of the model's output, as the rule judged it.
 
     Attributes:
         index: position in the model's class list (and in the attention maps).
         name: class name, e.g. ``"Effusion"``.
         probability: in [0, 1].
-        threshold: the model's operating threshold for the class, or None when it has none.
+        threshold: the class's operating point, or None when it has none (or an unusable one).
+        ratio: ``probability / threshold`` (the probability itself without a threshold): the triage key.
+        above_threshold: the class is flagged (probability at or above a usable threshold).
     """
 
     index: int
     name: str
     probability: float
-    threshold: float | None = None
-
-    @property
-    def above_threshold(self) -> bool:
-        """True when a threshold is known and the probability reaches it."""
-        return self.threshold is not None and self.probability >= self.threshold
-
-    @property
-    def ratio(self) -> float:
-        """Probability relative to the threshold (the probability itself when there is none)."""
-        if self.threshold is None or self.threshold <= 0:
-            return self.probability
-        return self.probability / self.threshold
+    threshold: float | None
+    ratio: float
+    above_threshold: bool
 
     @property
     def display_name(self) -> str:
@@ -44,35 +58,25 @@ class Finding:
         return self.name.replace("_", " ")
 
 
-def _thresholds(thresholds: Sequence[float] | np.ndarray | None, k: int) -> np.ndarray | None:
-    if thresholds is None:
-        return None
-    thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-    if thr.size != k:
-        raise ValueError(f"got {thr.size} thresholds for {k} classes")
-    return thr
-
-
 def rank_findings(
-    probabilities: Sequence[float] | np.ndarray,
+    probabilities: ArrayLike,
     class_names: Sequence[str],
-    thresholds: Sequence[float] | np.ndarray | None = None,
-    top_k: int | None = 8,
+    thresholds: ArrayLike | None,
+    top_k: int | None,
+    *,
+    rule: TriageRule,
 ) -> list[Finding]:
-    """Sort classes, the most suspicious first (ties keep class order).
+    """Classes, the most suspicious first, by ``rule``'s triage order (ties keep class order).
 
-    With thresholds the key is ``p / t`` (the triage score's own ratio, see `triage_score`), so the
-    first finding is the one that drives the study's triage score and every flagged finding comes
-    before every unflagged one; without thresholds the key is the probability.
+    With thresholds the key is ``p / t``, so the first finding is the one that drives the study's
+    triage score and every flagged finding comes before every unflagged one; without, the probability.
 
     Args:
         probabilities: (K,) values in [0, 1]; NaN is treated as 0.
         class_names: K names.
         thresholds: (K,) per-class thresholds or None.
         top_k: keep this many (None: all).
-
-    Returns:
-        Up to ``top_k`` :class:`Finding`, in that order.
+        rule: the operating-point rule (`cral_model.triage`).
 
     Raises:
         ValueError: when the lengths do not match.
@@ -80,8 +84,10 @@ def rank_findings(
     probs = np.nan_to_num(np.asarray(probabilities, dtype=np.float64).reshape(-1), nan=0.0)
     if probs.size != len(class_names):
         raise ValueError(f"got {probs.size} probabilities for {len(class_names)} class names")
-    thr = _thresholds(thresholds, probs.size)
-    order = np.argsort(-_ratios(probs, thr), kind="stable")
+    thr = rule.valid_thresholds(thresholds, probs.size)
+    ratios = rule.threshold_ratios(probs, thr)
+    flagged = rule.flagged_mask(probs, thr)
+    order = rule.triage_order(probs, thr)
     if top_k is not None:
         order = order[: max(int(top_k), 0)]
     return [
@@ -89,40 +95,12 @@ def rank_findings(
             index=int(i),
             name=str(class_names[i]),
             probability=float(probs[i]),
-            threshold=None if thr is None or not np.isfinite(thr[i]) else float(thr[i]),
+            threshold=None if thr is None or np.isnan(thr[i]) else float(thr[i]),
+            ratio=float(ratios[i]),
+            above_threshold=bool(flagged[i]),
         )
         for i in order
     ]
-
-
-def triage_score(
-    probabilities: Sequence[float] | np.ndarray, thresholds: Sequence[float] | np.ndarray | None = None
-) -> float:
-    """How suspicious a study is, for ordering the worklist.
-
-    Defined as ``max_k p_k / t_k`` when per-class thresholds ``t`` are known (a score >= 1 means at
-    least one finding is at or above its operating point), else ``max_k p_k``. Thresholds <= 0 or NaN
-    fall back to the probability of that class.
-
-    Args:
-        probabilities: (K,) values in [0, 1].
-        thresholds: (K,) or None.
-
-    Returns:
-        The score (0.0 for an empty input).
-    """
-    probs = np.nan_to_num(np.asarray(probabilities, dtype=np.float64).reshape(-1), nan=0.0)
-    if probs.size == 0:
-        return 0.0
-    return float(_ratios(probs, _thresholds(thresholds, probs.size)).max())
-
-
-def _ratios(probs: np.ndarray, thr: np.ndarray | None) -> np.ndarray:
-    """``p / t`` per class (``p`` where the threshold is missing, NaN or <= 0; all ``p`` without)."""
-    if thr is None:
-        return probs
-    valid = np.isfinite(thr) & (thr > 0)
-    return np.where(valid, probs / np.where(valid, thr, 1.0), probs)
 
 
 def format_findings(findings: Sequence[Finding]) -> list[str]:

@@ -8,9 +8,12 @@ always brighter. This is what the display windowing and the model both start fro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["HeaderSummary", "VoiLut", "XrayImage"]
 

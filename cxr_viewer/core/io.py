@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxr_viewer.core.image import HeaderSummary, VoiLut, XrayImage
+from cxr_viewer.core.reasons import short_reason
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -69,7 +70,6 @@ __all__ = [
 IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 _DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-_MAX_REASON = 240
 
 #: Largest image accepted, in pixels (rows x columns of one frame): 40 million, e.g. 6300 x 6300. The
 #: largest chest detectors are about 4300 x 4300 (18.5 MP). Bounds memory: about 10 bytes per pixel.
@@ -313,13 +313,7 @@ def _check_pixel_count(rows: int, cols: int, what: str = "image") -> None:
 
 
 def _reason(prefix: str, exc: BaseException) -> str:
-    try:
-        first = (str(exc).strip().splitlines() or [""])[0]
-    except Exception:  # a decoder exception whose __str__ fails
-        first = ""
-    first = "".join(ch if ch.isprintable() else "?" for ch in first)
-    text = f"{prefix}: {type(exc).__name__}" + (f": {first}" if first else "")
-    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+    return short_reason(exc, prefix)
 
 
 # ----------------------------------------------------------------------------------------- DICOM

@@ -15,10 +15,14 @@ Pure: the image is never modified.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from cxr_viewer.core.image import XrayImage
 from cxr_viewer.core.windowing import apply_window, voi_lut_display
+
+if TYPE_CHECKING:
+    from cxr_viewer.core.image import XrayImage
 
 __all__ = ["NoStatedRangeError", "network_input"]
 

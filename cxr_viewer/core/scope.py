@@ -12,7 +12,10 @@ The reason quotes only the body part, view or modality code: never patient data.
 
 from __future__ import annotations
 
-from cxr_viewer.core.image import HeaderSummary
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cxr_viewer.core.image import HeaderSummary
 
 __all__ = ["scope_warning"]
 

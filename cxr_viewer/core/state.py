@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
-from cxr_viewer.core.image import XrayImage
 from cxr_viewer.core.orientation import Orientation
+
+if TYPE_CHECKING:
+    from cxr_viewer.core.image import XrayImage
 
 __all__ = ["SALIENCY", "ViewerState"]
 

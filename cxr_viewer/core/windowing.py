@@ -6,12 +6,15 @@ They are for *display*; the model's preprocessing lives in ``cral_model`` and is
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cxr_viewer.core.image import VoiLut, XrayImage
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cxr_viewer.core.image import VoiLut, XrayImage
 
 __all__ = [
     "WindowPreset",

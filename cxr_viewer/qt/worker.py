@@ -14,8 +14,6 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -23,6 +21,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from cxr_viewer.core.image import XrayImage
 from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image
+from cxr_viewer.core.reasons import message_of, short_reason
 from cxr_viewer.core.windowing import apply_window, auto_window
 from cxr_viewer.inference import Predictor, describe, load_predictor, model_input
 
@@ -113,6 +112,10 @@ class _Cancellable(QObject):
 class LoaderWorker(_Cancellable):
     """Walks dropped paths and decodes files, off the GUI thread."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._lowered = False
+
     #: list[FoundFile] for one scan request (id, files)
     scanned = Signal(int, object)
     #: request id, XrayImage, thumbnail uint8 (h, w)
@@ -135,7 +138,7 @@ class LoaderWorker(_Cancellable):
         """Read one file and make its thumbnail."""
         if self._is_cancelled(request_id):
             return
-        if not getattr(self, "_lowered", False):
+        if not self._lowered:
             self._lowered = True
             _lower_this_thread()
         try:
@@ -145,7 +148,7 @@ class LoaderWorker(_Cancellable):
             self.decode_failed.emit(request_id, str(exc))
             return
         except Exception as exc:  # pragma: no cover - load_image already converts decoder errors
-            self.decode_failed.emit(request_id, f"unexpected error: {type(exc).__name__}")
+            self.decode_failed.emit(request_id, short_reason(exc, "unexpected error"))
             return
         self.decoded.emit(request_id, image, thumb)
 
@@ -169,7 +172,7 @@ class InferenceWorker(_Cancellable):
     model_missing = Signal(str)
     #: request id (analysis of that request begins)
     started = Signal(int)
-    #: request id, prediction (``cral_model.Prediction`` or anything with the same fields)
+    #: request id, prediction (a `cxr_viewer.inference.PredictionLike`, e.g. ``cral_model.Prediction``)
     result_ready = Signal(int, object)
     #: request id, reason
     failed = Signal(int, str)
@@ -219,15 +222,15 @@ class InferenceWorker(_Cancellable):
             predictor = self._factory(path)
             self._limit_cpu_threads(predictor)
         except Exception as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = message_of(exc)
             log.warning("model load failed: %s", reason)
             self.model_failed.emit(reason)
             return
         self._predictor = predictor
         self.model_loaded.emit(describe(predictor, path))
 
-    def _limit_cpu_threads(self, predictor: Any) -> None:
-        if self._cpu_threads is None or str(getattr(predictor, "device", "cpu")) != "cpu":
+    def _limit_cpu_threads(self, predictor: Predictor | None) -> None:
+        if self._cpu_threads is None or (predictor is not None and str(predictor.device) != "cpu"):
             return
         try:
             import torch
@@ -255,7 +258,7 @@ class InferenceWorker(_Cancellable):
         except Exception as exc:
             log.warning("inference failed: %s", type(exc).__name__)
             log.debug("%s", traceback.format_exc())
-            self.failed.emit(request_id, f"analysis failed: {type(exc).__name__}: {exc}"[:240])
+            self.failed.emit(request_id, short_reason(exc, "analysis failed"))
         else:
             self.result_ready.emit(request_id, prediction)
         finally:
@@ -281,7 +284,3 @@ class WorkerThread:
         self.thread.quit()
         return bool(self.thread.wait(timeout_ms))
 
-
-def path_str(path: Path | str) -> str:
-    """Paths cross threads as plain strings."""
-    return os.fspath(path)

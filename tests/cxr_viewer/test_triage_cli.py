@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.checkpoints import write_tiny_checkpoint
 
 from cxr_viewer.batch import collect_files, csv_header, triage_files, write_csv
 from cxr_viewer.cli.triage import main
-from cxr_viewer.core.findings import rank_findings
+from cxr_viewer.inference import rank_findings
 from cxr_viewer.core.io import load_image
 from cxr_viewer.core.network_input import network_input
 
@@ -25,19 +26,8 @@ from cral_model.data.dataset import load_image as training_load_image  # noqa: E
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = cral_model.build_model("resnet18", "att1")
-    model.train()
-    with torch.no_grad():  # non-trivial batch-norm statistics, so images get different scores
-        model(torch.randn(8, 3, 64, 64))
-    path = tmp_path_factory.mktemp("triage") / "m.safetensors"
-    thresholds = [0.5] * 14
-    return cral_model.save_checkpoint(
-        model.eval(),
-        path,
-        preprocessing=cral_model.PreprocessConfig(input_size=64, resize=64),
-        thresholds=thresholds,
-    )
+    # non-trivial batch-norm statistics, so images get different scores
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("triage") / "m.safetensors", warm_up_batch=8)
 
 
 @pytest.fixture
@@ -125,10 +115,10 @@ def test_a_failing_batch_only_fails_its_bad_file(checkpoint, study_dir) -> None:
         prepare = staticmethod(real.prepare)
 
         @staticmethod
-        def predict_tensor(batch):
+        def predict_prepared(batch):
             if any(torch.equal(x, poison) for x in batch):
                 raise RuntimeError("simulated failure")
-            return real.predict_tensor(batch)
+            return real.predict_prepared(batch)
 
     files = collect_files([study_dir])
     rows = triage_files(files, Picky(), batch_size=8, workers=1)

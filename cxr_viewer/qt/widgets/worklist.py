@@ -174,6 +174,16 @@ class Worklist(QTableView):
         self.setCurrentIndex(index)
         self.scrollTo(index)
 
+    def select_step(self, step: int) -> None:
+        """Select the study ``step`` rows below the current one (above for negative), clamped; the top
+        one when none is current."""
+        order = self.study_ids_in_view_order()
+        if not order:
+            return
+        current = self.current_study()
+        index = order.index(current) + step if current in order else 0
+        self.select_study(order[max(0, min(index, len(order) - 1))])
+
     def current_study(self) -> int | None:
         """The current study id, or None."""
         index = self.currentIndex()

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from cxr_viewer.core.findings import Finding, format_findings, rank_findings, triage_score
+from cxr_viewer.core.findings import Finding, format_findings
 from cxr_viewer.core.state import SALIENCY, ViewerState
-from cxr_viewer.inference import ModelInfo, attention_region, model_card_text
+from cxr_viewer.inference import ModelInfo, attention_region, model_card_text, rank_findings, triage_score
 
 NAMES = ("A", "B_c", "C", "D")
 
@@ -46,7 +46,7 @@ def test_triage_score() -> None:
 
 
 def test_format_findings() -> None:
-    lines = format_findings([Finding(0, "Pleural_Thickening", 0.5, 0.25)])
+    lines = format_findings([Finding(0, "Pleural_Thickening", 0.5, 0.25, ratio=2.0, above_threshold=True)])
     assert "Pleural Thickening" in lines[0]
     assert "ABOVE" in lines[0]
 

@@ -1,0 +1,200 @@
+"""The window's actions, written once: one row per action gives its menu, text, key, tip and toolbar text.
+
+:func:`build_actions` turns the table into ``QAction`` objects on the window (``window.<name>``), menus
+in table order (a separator between groups) and a toolbar with the actions that have toolbar text, in
+the same order. Slots are looked up on the window by name, so the table is plain data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
+
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
+
+__all__ = ["MENUS", "ActionSpec", "MenuSpec", "action_names", "build_menu", "make_action"]
+
+Shortcut = str | QKeySequence.StandardKey | None
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One action.
+
+    Attributes:
+        name: the window attribute that holds it (``open_files_action``...).
+        text: menu text (``&`` marks the mnemonic).
+        slot: the window method it calls (``"open_files_dialog"``, or dotted: ``"view.fit"``), with
+            ``args`` bound in front.
+        shortcut: key sequence or a standard key.
+        tip: tool and status tip (the text without ``&`` when empty).
+        toolbar: toolbar text; None keeps it off the toolbar.
+        checkable: a toggle (the slot gets the new state after ``args``).
+        group: actions with the same group name are exclusive (one checked at a time).
+        args: leading arguments of the slot.
+    """
+
+    name: str
+    text: str
+    slot: str
+    shortcut: Shortcut = None
+    tip: str = ""
+    toolbar: str | None = None
+    checkable: bool = False
+    group: str = ""
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class MenuSpec:
+    """A menu: groups of actions, separated in the menu (and on the toolbar when both hold actions)."""
+
+    title: str
+    groups: tuple[tuple[ActionSpec, ...], ...]
+    submenus: tuple[tuple[str, str], ...] = field(default=())  # (window attribute, title), after the groups
+
+
+_OPEN = QKeySequence.StandardKey.Open
+_QUIT = QKeySequence.StandardKey.Quit
+
+MENUS: tuple[MenuSpec, ...] = (
+    MenuSpec(
+        "&File",
+        (
+            (
+                ActionSpec("open_files_action", "&Open files...", "open_files_dialog", _OPEN, toolbar="Open files"),
+                ActionSpec("open_folder_action", "Open &folder...", "open_folder_dialog", "Ctrl+Shift+O",
+                           toolbar="Open folder"),
+            ),
+            (
+                ActionSpec("load_model_action", "&Load model...", "load_model_dialog", "Ctrl+L",
+                           "Load a cral-train checkpoint (*.safetensors)"),
+            ),
+            (ActionSpec("clear_action", "&Clear worklist", "clear_worklist"),),
+            (ActionSpec("quit_action", "&Quit", "close", _QUIT),),
+        ),
+    ),
+    MenuSpec(
+        "&View",
+        (
+            (
+                ActionSpec("tool_window_action", "&Window/level (left drag)", "view.set_tool", "W", toolbar="W/L",
+                           checkable=True, group="tool", args=("window",)),
+                ActionSpec("tool_pan_action", "&Pan (left drag)", "view.set_tool", "P", toolbar="Pan", checkable=True,
+                           group="tool", args=("pan",)),
+                ActionSpec("tool_measure_action", "&Measure length (left drag)", "view.set_tool", "M",
+                           toolbar="Measure", checkable=True, group="tool", args=("measure",)),
+            ),
+            (
+                ActionSpec("fit_action", "&Fit to window", "view.fit", "F", toolbar="Fit"),
+                ActionSpec("zoom_in_action", "Zoom &in", "view.zoom", "+", toolbar="Zoom +", args=(1.25,)),
+                ActionSpec("zoom_out_action", "Zoom &out", "view.zoom", "-", toolbar="Zoom -", args=(0.8,)),
+                ActionSpec("reset_view_action", "Reset &view", "view.reset_view", "Ctrl+0"),
+            ),
+            (
+                ActionSpec("auto_window_action", "&Auto window", "view.auto_window", "A", toolbar="Auto W/L"),
+                ActionSpec("invert_action", "&Invert", "view.set_invert", "I", toolbar="Invert", checkable=True),
+                ActionSpec("rotate_action", "&Rotate right", "view.rotate", "R", toolbar="Rotate", args=(True,)),
+                ActionSpec("rotate_left_action", "Rotate &left", "view.rotate", "Shift+R", args=(False,)),
+                ActionSpec("flip_action", "Flip &horizontal", "view.flip", "H", toolbar="Flip", args=(True,)),
+                ActionSpec("flip_v_action", "Flip &vertical", "view.flip", "V", args=(False,)),
+            ),
+            (ActionSpec("clear_measure_action", "Clear &measurement", "view.clear_measurement", "Esc"),),
+        ),
+        submenus=(("preset_menu", "Window &presets"),),
+    ),
+    MenuSpec(
+        "&Analysis",
+        (
+            (
+                ActionSpec("cancel_action", "&Cancel analysis", "cancel_analysis", "Ctrl+.",
+                           "Stop analysing queued studies", toolbar="Cancel analysis"),
+                ActionSpec("reanalyse_action", "&Analyse remaining", "analyse_remaining", "Ctrl+Return",
+                           "Queue studies that were cancelled or not yet analysed"),
+            ),
+            (
+                ActionSpec("next_action", "&Next study", "worklist.select_step", "Ctrl+Down", args=(1,)),
+                ActionSpec("prev_action", "&Previous study", "worklist.select_step", "Ctrl+Up", args=(-1,)),
+            ),
+        ),
+    ),
+    MenuSpec(
+        "&Help",
+        (
+            (
+                ActionSpec("shortcuts_action", "&Mouse and keyboard...", "show_shortcuts", "F1"),
+                ActionSpec("about_model_action", "About &model...", "show_model_card"),
+                ActionSpec("about_action", "&About", "show_about"),
+            ),
+        ),
+    ),
+)  # fmt: skip
+
+
+def make_action(
+    window: QMainWindow,
+    text: str,
+    slot: Callable[..., Any],
+    shortcut: Shortcut = None,
+    tip: str = "",
+    checkable: bool = False,
+) -> QAction:
+    """A ``QAction`` on ``window`` (so that its key works anywhere in the window)."""
+    action = QAction(text, window)
+    if shortcut:
+        action.setShortcut(QKeySequence(shortcut))
+    plain = tip or text.replace("&", "")
+    action.setToolTip(plain)
+    action.setStatusTip(plain)
+    action.setCheckable(checkable)
+    action.triggered.connect(slot)
+    window.addAction(action)
+    return action
+
+
+def _slot(window: QMainWindow, spec: ActionSpec) -> Callable[..., Any]:
+    method: Callable[..., Any] = attrgetter(spec.slot)(window)
+    if spec.checkable and not spec.group:  # a toggle: the slot gets the new state
+
+        def toggled(on: bool = False) -> None:
+            method(*spec.args, bool(on))
+
+        return toggled
+
+    def triggered(_checked: bool = False) -> None:
+        method(*spec.args)
+
+    return triggered
+
+
+def build_menu(
+    window: QMainWindow, spec: MenuSpec, toolbar: QToolBar, groups: dict[str, QActionGroup]
+) -> QMenu:
+    """Create ``spec``'s actions as ``window.<name>``, its menu, and their toolbar entries."""
+    menu = window.menuBar().addMenu(spec.title)
+    for i, group in enumerate(spec.groups):
+        if i:
+            menu.addSeparator()
+        on_toolbar = [a for a in group if a.toolbar is not None]
+        if on_toolbar and toolbar.actions():
+            toolbar.addSeparator()
+        for a in group:
+            action = make_action(window, a.text, _slot(window, a), a.shortcut, a.tip, a.checkable)
+            if a.group:
+                groups.setdefault(a.group, QActionGroup(window)).addAction(action)
+            if a.toolbar is not None:
+                action.setIconText(a.toolbar)
+                toolbar.addAction(action)
+            menu.addAction(action)
+            setattr(window, a.name, action)
+    for attribute, title in spec.submenus:
+        setattr(window, attribute, menu.addMenu(title))
+    return menu
+
+
+def action_names(menus: Sequence[MenuSpec] = MENUS) -> list[str]:
+    """Every action's attribute name, in table order (for tests and docs)."""
+    return [a.name for m in menus for g in m.groups for a in g]
