@@ -38,7 +38,6 @@ import logging
 import os
 import stat
 import warnings
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +48,7 @@ from cxr_viewer.core.image import HeaderSummary, VoiLut, XrayImage
 from cxr_viewer.core.reasons import short_reason
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from pydicom.dataset import Dataset
 
 __all__ = [

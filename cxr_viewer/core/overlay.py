@@ -11,13 +11,15 @@ quadrant. Only the class-agnostic map (the paper's max |F|, labelled as such) is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cxr_viewer.core.prediction import SupportsEvidenceMap
 from cxr_viewer.core.state import SALIENCY
 
 if TYPE_CHECKING:
+    from cxr_viewer.core.prediction import PredictionLike
     from cxr_viewer.core.state import ViewerState
 
 __all__ = [
@@ -132,20 +134,19 @@ def colormap_lut(name: str = "jet", n: int = 256, *, alpha_ramp: float = 0.35) -
     return lut
 
 
-def class_map(prediction: Any, index: int) -> np.ndarray | None:
+def class_map(prediction: PredictionLike, index: int) -> np.ndarray | None:
     """Class ``index``'s map on the feature grid, (h, w) >= 0, on an absolute scale (1 = threshold).
 
-    The prediction's ``evidence_map`` when it has one (per-cell probability / threshold, see
-    ``cral_model.Prediction.evidence_map``; not clipped, so that upsampling keeps the extent of the
-    region at the threshold); else its attention map as it is (values in [0, 1], not stretched).
-    None when the prediction has neither.
+    The prediction's ``evidence_map`` when it has one (`SupportsEvidenceMap`: per-cell probability /
+    threshold, see ``cral_model.Prediction.evidence_map``; not clipped, so that upsampling keeps the
+    extent of the region at the threshold); else its attention map as it is (values in [0, 1], not
+    stretched). None when the index is out of range.
     """
-    fn = getattr(prediction, "evidence_map", None)
-    if callable(fn):
-        out = fn(index)
+    if isinstance(prediction, SupportsEvidenceMap):
+        out = prediction.evidence_map(index)
         if out is not None:
             return np.maximum(np.nan_to_num(np.asarray(out, dtype=np.float32)), 0.0)
-    maps = getattr(prediction, "attention", None)
+    maps = prediction.attention
     if maps is None or not 0 <= index < len(maps):
         return None
     return np.clip(np.nan_to_num(np.asarray(maps[index], dtype=np.float32)), 0.0, 1.0)
@@ -157,7 +158,7 @@ def _selected_map(state: ViewerState) -> tuple[np.ndarray | None, bool]:
     if pred is None or sel is None:
         return None, False
     if sel == SALIENCY:
-        sal = getattr(pred, "saliency", None)
+        sal = pred.saliency
         return (None if sal is None else np.asarray(sal, dtype=np.float32)), True
     return class_map(pred, sel), False
 

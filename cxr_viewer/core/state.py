@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 from cxr_viewer.core.orientation import Orientation
+from cxr_viewer.core.prediction import PredictionLike
 
 if TYPE_CHECKING:
     from cxr_viewer.core.image import XrayImage
@@ -39,8 +40,8 @@ class ViewerState:
         colormap: name from :data:`cxr_viewer.core.overlay.COLORMAPS`.
         map_style: ``"filled"`` (colour map) or ``"outline"`` (the contour where the class map reaches
             its threshold, see :data:`cxr_viewer.core.overlay.MAP_STYLES`).
-        prediction: the model's answer for ``image`` (anything with ``attention (K, h, w)`` and
-            ``saliency (h, w)``), or None.
+        prediction: the model's answer for ``image`` (a `cxr_viewer.core.prediction.PredictionLike`),
+            or None.
         map_region: (top, left, bottom, right) fractions of the image the maps cover.
     """
 
@@ -54,7 +55,7 @@ class ViewerState:
     overlay_opacity: float = 0.45
     colormap: str = "jet"
     map_style: str = "filled"
-    prediction: object | None = None
+    prediction: PredictionLike | None = None
     map_region: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     _callbacks: list[Callback] = field(default_factory=list, repr=False)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QWidget
 
 __all__ = ["DropForwarder", "dropped_paths"]
 
@@ -22,6 +23,12 @@ class DropForwarder(QObject):
     def __init__(self, parent: QObject, on_drop: Callable[[QDropEvent], None]) -> None:
         super().__init__(parent)
         self._on_drop = on_drop
+
+    def install(self, widgets: Iterable[QWidget]) -> None:
+        """Let ``widgets`` accept drops and forward them."""
+        for widget in widgets:
+            widget.setAcceptDrops(True)
+            widget.installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # Qt override
         kind = event.type()

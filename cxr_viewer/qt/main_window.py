@@ -177,14 +177,10 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
         self.setAcceptDrops(True)
         self._drop_filter = DropForwarder(self, self.dropEvent)
-        for widget in (
-            self.worklist.viewport(),
-            self.image_view.graphics.viewport(),
-            self.findings_panel.list.viewport(),
-            self.findings_panel,
-        ):
-            widget.setAcceptDrops(True)
-            widget.installEventFilter(self._drop_filter)
+        panel = self.findings_panel
+        self._drop_filter.install(
+            (self.worklist.viewport(), self.image_view.graphics.viewport(), panel.list.viewport(), panel)
+        )
         self.resize(1400, 860)
 
     def _build_actions(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSignalBlocker, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -176,21 +176,17 @@ class FindingsPanel(QWidget):
         self._updating = True
         try:
             if "overlay_opacity" in changed:
-                self.opacity.blockSignals(True)
-                self.opacity.setValue(round(self.state.overlay_opacity * 100))
-                self.opacity.blockSignals(False)
+                with QSignalBlocker(self.opacity):
+                    self.opacity.setValue(round(self.state.overlay_opacity * 100))
             if "overlay_visible" in changed:
-                self.show_overlay.blockSignals(True)
-                self.show_overlay.setChecked(self.state.overlay_visible)
-                self.show_overlay.blockSignals(False)
+                with QSignalBlocker(self.show_overlay):
+                    self.show_overlay.setChecked(self.state.overlay_visible)
             if "colormap" in changed:
-                self.colormap.blockSignals(True)
-                self.colormap.setCurrentText(self.state.colormap)
-                self.colormap.blockSignals(False)
+                with QSignalBlocker(self.colormap):
+                    self.colormap.setCurrentText(self.state.colormap)
             if "map_style" in changed:
-                self.map_style.blockSignals(True)
-                self.map_style.setCurrentIndex(max(self.map_style.findData(self.state.map_style), 0))
-                self.map_style.blockSignals(False)
+                with QSignalBlocker(self.map_style):
+                    self.map_style.setCurrentIndex(max(self.map_style.findData(self.state.map_style), 0))
             if "selected_map" in changed:
                 self._select_row_for(self.state.selected_map)
         finally:
@@ -201,23 +197,22 @@ class FindingsPanel(QWidget):
         self._updating = True
         try:
             self._findings = list(findings)
-            self.list.blockSignals(True)
-            self.list.clear()
-            for f in findings:
-                item = QListWidgetItem(f.display_name)
-                item.setData(FINDING_ROLE, f)
-                item.setData(MAP_ROLE, f.index)
-                tip = f"{f.name}: probability {f.probability:.3f}"
-                if f.threshold is not None:
-                    tip += f", threshold {f.threshold:.3f}" + (" (above)" if f.above_threshold else "")
-                item.setToolTip(tip)
-                self.list.addItem(item)
-            if findings and has_saliency:
-                item = QListWidgetItem("Class-agnostic map (all findings)")
-                item.setToolTip("Where the model looked overall, independent of the class")
-                item.setData(MAP_ROLE, SALIENCY)
-                self.list.addItem(item)
-            self.list.blockSignals(False)
+            with QSignalBlocker(self.list):
+                self.list.clear()
+                for f in findings:
+                    item = QListWidgetItem(f.display_name)
+                    item.setData(FINDING_ROLE, f)
+                    item.setData(MAP_ROLE, f.index)
+                    tip = f"{f.name}: probability {f.probability:.3f}"
+                    if f.threshold is not None:
+                        tip += f", threshold {f.threshold:.3f}" + (" (above)" if f.above_threshold else "")
+                    item.setToolTip(tip)
+                    self.list.addItem(item)
+                if findings and has_saliency:
+                    item = QListWidgetItem("Class-agnostic map (all findings)")
+                    item.setToolTip("Where the model looked overall, independent of the class")
+                    item.setData(MAP_ROLE, SALIENCY)
+                    self.list.addItem(item)
             self.status.setText(status)
             self._select_row_for(self.state.selected_map)
         finally:
@@ -228,16 +223,13 @@ class FindingsPanel(QWidget):
         return list(self._findings)
 
     def _select_row_for(self, map_id: int | None) -> None:
-        self.list.blockSignals(True)
-        try:
+        with QSignalBlocker(self.list):
             for row in range(self.list.count()):
                 if self.list.item(row).data(MAP_ROLE) == map_id and map_id is not None:
                     self.list.setCurrentRow(row)
                     return
             self.list.setCurrentRow(-1)
             self.list.clearSelection()
-        finally:
-            self.list.blockSignals(False)
 
     # ------------------------------------------------------------------------------ widgets -> state
     def select_map(self, map_id: int | None) -> None:

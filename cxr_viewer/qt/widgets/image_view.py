@@ -235,9 +235,7 @@ class ImageView(QWidget):
         grid_txt = f"{grid[0]} x {grid[1]} map" if grid else "map"
         if sel == SALIENCY:
             return f"Map: class-agnostic (all findings)\n{grid_txt}, stretched per image"
-        names = getattr(pred, "class_names", ())
-        probs = getattr(pred, "probabilities", None)
-        thresholds = getattr(pred, "thresholds", None)
+        names, probs, thresholds = pred.class_names, pred.probabilities, pred.thresholds
         if not 0 <= sel < len(names):
             return ""
         name = str(names[sel]).replace("_", " ")
