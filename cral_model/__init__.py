@@ -18,7 +18,8 @@ if TYPE_CHECKING:
         save_checkpoint,
     )
     from cral_model.config import ModelConfig, PreprocessConfig
-    from cral_model.inference import Prediction, Predictor, default_checkpoint_path, resolve_device
+    from cral_model.devices import resolve_device
+    from cral_model.inference import Prediction, Predictor, default_checkpoint_path
     from cral_model.labels import CLASS_NAMES
     from cral_model.models.backbones import PretrainedWeightsUnavailable
     from cral_model.models.cral import CRAL, CRALOutput, build_model, build_model_from_config
@@ -39,7 +40,7 @@ _HOMES = {
     "default_checkpoint_path": "cral_model.inference",
     "load_checkpoint": "cral_model.checkpoint",
     "read_metadata": "cral_model.checkpoint",
-    "resolve_device": "cral_model.inference",
+    "resolve_device": "cral_model.devices",
     "save_checkpoint": "cral_model.checkpoint",
 }
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["BACKBONES", "ATTENTIONS", "MODES", "ModelConfig", "PreprocessConfig", "ConfigError"]
 
@@ -16,7 +19,7 @@ BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "densenet121",
 ATTENTIONS: tuple[str, ...] = ("att1", "att2")
 MODES: tuple[str, ...] = ("full", "no_category", "no_residual", "no_attention")
 
-_T = TypeVar("_T")
+_T = TypeVar("_T", bound="DataclassInstance")
 
 
 class ConfigError(ValueError):
@@ -24,12 +27,20 @@ class ConfigError(ValueError):
 
 
 def _from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
+    """Build the frozen dataclass ``cls`` from a plain (JSON/YAML) mapping of its field names.
+
+    Lists become tuples (the dataclasses hold tuples: ``mean``, ``crop_scale``, ``lr_steps``,
+    several ``data_root`` values); the dataclass's own ``__post_init__`` validates the values.
+
+    Raises:
+        ConfigError: ``data`` is not a mapping, or it has keys that are not fields of ``cls``.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown field(s) {unknown}")
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {unknown}; valid fields: {sorted(names)}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return cls(**kwargs)
 

@@ -46,6 +46,7 @@ from cral_model.data import (
     load_nih_split,
     patient_split,
 )
+from cral_model.devices import torch_device
 from cral_model.distributed import (
     DistInfo,
     all_gather_array,
@@ -72,7 +73,6 @@ __all__ = [
     "fit",
     "load_train_state",
     "predict",
-    "resolve_device",
     "seed_everything",
     "train_one_epoch",
 ]
@@ -85,21 +85,6 @@ _AUTO_CACHE_BYTES = 2 * 1024**3  # cache decoded images automatically when they 
 
 
 # =============================================================================================== helpers
-
-
-def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; explicit names are checked."""
-    info = info or DistInfo()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-        if dev.index is None:
-            dev = torch.device("cuda", info.local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(dev)
-    return dev
 
 
 def seed_everything(seed: int) -> None:
@@ -603,8 +588,7 @@ def fit(
     command = list(command) if command is not None else list(sys.argv)
 
     # Device and process group first: the device decides the backend.
-    probe = DistInfo(local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-    device = resolve_device(cfg.device, probe)
+    device = torch_device(cfg.device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     info = init_distributed(device)
     # fit() changes process-wide torch settings; put them back afterwards (tests and notebooks call it).
     saved = (

@@ -17,27 +17,18 @@ import torch
 from cral_model import triage
 from cral_model.checkpoint import load_checkpoint
 from cral_model.config import PreprocessConfig
+from cral_model.devices import resolve_device
 from cral_model.labels import CLASS_NAMES
 from cral_model.models.cral import CRAL
 from cral_model.preprocessing import preprocess
 
-__all__ = ["DEFAULT_MODEL_ENV", "Prediction", "Predictor", "default_checkpoint_path", "resolve_device"]
+__all__ = ["DEFAULT_MODEL_ENV", "Prediction", "Predictor", "default_checkpoint_path"]
 
 _log = logging.getLogger(__name__)
 
 #: Environment variable that points the tools at a checkpoint instead of the bundled one.
 DEFAULT_MODEL_ENV = "CXR_TRIAGE_MODEL"
 _BUNDLED_NAME = "cral_demo.safetensors"
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other values are checked and returned."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but CUDA is not available on this machine")
-    torch.device(device)  # raises on nonsense
-    return device
 
 
 def default_checkpoint_path() -> Path | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cral_model.config import ConfigError, ModelConfig, PreprocessConfig
+from cral_model.config import ConfigError, ModelConfig, PreprocessConfig, _from_dict
 
 __all__ = ["TrainConfig", "load_yaml_config"]
 
@@ -211,14 +211,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"TrainConfig: expected a mapping, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {sorted(names)}")
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**kwargs)
+        """The inverse of `to_dict` (lists become tuples); unknown keys raise `ConfigError`."""
+        return _from_dict(cls, data)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

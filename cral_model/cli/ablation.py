@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cral_model.cli._defaults import param_default
+from cral_model.cli.evaluate import evaluate_checkpoint, load_eval_images
 from cral_model.config import MODES
 
 __all__ = ["get_parser", "main"]
@@ -46,9 +48,19 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", required=True, help="root folder; one sub-folder per mode")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="variants to run")
-    p.add_argument("--eval-split", choices=("test", "val"), default="test", help="split the table reports")
+    p.add_argument(
+        "--eval-split",
+        choices=("test", "val"),
+        default=param_default(load_eval_images, "split"),
+        help="split the table reports",
+    )
     p.add_argument("--eval-csv", help="evaluate on this CSV (own data) instead of an NIH split")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=param_default(evaluate_checkpoint, "bootstrap"),
+        help="bootstrap resamples for the intervals",
+    )
     return p
 
 
@@ -86,7 +98,6 @@ def format_table(rows: list[dict[str, Any]], backbone: str, attention: str, spli
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cral-ablation``; returns the process exit status."""
-    from cral_model.cli.evaluate import evaluate_checkpoint, load_eval_images
     from cral_model.cli.train import get_parser as train_parser
     from cral_model.cli.train import main as train_main
     from cral_model.cli.train import resolve_config

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from cral_model.checkpoint import save_checkpoint
+from cral_model.cli._defaults import field_default, param_default
 from cral_model.config import ATTENTIONS, BACKBONES, MODES, ConfigError, ModelConfig, PreprocessConfig
 from cral_model.models.cral import build_model_from_config
 
@@ -94,18 +95,52 @@ def convert_state_dict(
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cral-convert", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="cral-convert",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("input", type=Path, help="a .pt/.pth file holding a state dict")
     p.add_argument("output", type=Path, help="the .safetensors checkpoint to write")
     p.add_argument("--backbone", choices=BACKBONES, required=True)
-    p.add_argument("--attention", choices=ATTENTIONS, default="att1")
-    p.add_argument("--mode", choices=MODES, default="full")
-    p.add_argument("--num-classes", type=int, default=14)
-    p.add_argument("--att-channels", type=int, default=None)
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--resize", type=int, default=256)
-    p.add_argument("--base-size", type=int, default=None)
-    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    # The defaults are ModelConfig's, PreprocessConfig's and convert_state_dict's own.
+    p.add_argument(
+        "--attention", choices=ATTENTIONS, default=field_default(ModelConfig, "attention"), help="attention"
+    )
+    p.add_argument("--mode", choices=MODES, default=field_default(ModelConfig, "mode"), help="Table 2 row")
+    p.add_argument(
+        "--num-classes", type=int, default=field_default(ModelConfig, "num_classes"), help="findings K"
+    )
+    p.add_argument(
+        "--att-channels",
+        type=int,
+        default=field_default(ModelConfig, "att_channels"),
+        help="att1 intermediate width; None: the backbone's channels / 8",
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        default=field_default(PreprocessConfig, "input_size"),
+        help="network input side",
+    )
+    p.add_argument(
+        "--resize",
+        type=int,
+        default=field_default(PreprocessConfig, "resize"),
+        help="resize side before the centre crop",
+    )
+    p.add_argument(
+        "--base-size",
+        type=int,
+        default=field_default(PreprocessConfig, "base_size"),
+        help="first resize to this side (low-resolution training data)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float16"],
+        default=param_default(convert_state_dict, "dtype"),
+        help="precision of the stored weights",
+    )
     return p
 
 

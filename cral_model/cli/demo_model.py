@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from cral_model.cli._defaults import field_default
+from cral_model.train_config import TrainConfig
+
 __all__ = ["bootstrap_mean_auc", "main", "paired_mean_auc_difference", "sample_flags", "write_model_card"]
 
 _log = logging.getLogger("cral_model.cli.demo_model")
@@ -58,7 +61,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-flag-rate",
         type=float,
-        default=0.2,
+        default=field_default(TrainConfig, "max_normal_flag_rate"),
         help="operating points: the share of validation 'No Finding' images (at diagnostic resolution) that "
         "may be flagged",
     )
@@ -530,7 +533,7 @@ def write_model_card(summary: dict[str, Any], meta: dict[str, Any], path: Path) 
         False: "**A second training run gave different weights**: see demo_metrics.json.",
         None: "Not re-checked in this build (run `make demo-model DEMO_ARGS=--repeat`).",
     }[repeat]
-    size = cfg.get("input_size", 224)
+    size = cfg.get("input_size", field_default(TrainConfig, "input_size"))
     sub = runs[summary["shipped_run"]]["by_subset"]
     sub_all, sub_sharp, sub_small = sub["all"], sub[">= 256 px"], sub["64 px"]
     subset_rows = [

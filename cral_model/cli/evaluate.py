@@ -29,6 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from cral_model.cli._defaults import field_default, param_default
+from cral_model.config import ModelConfig
+
 __all__ = ["evaluate_checkpoint", "get_parser", "load_eval_images", "main", "write_table"]
 
 _log = logging.getLogger("cral_model.cli.evaluate")
@@ -49,7 +52,10 @@ def get_parser() -> argparse.ArgumentParser:
         "--labels-dir", help="folder with the NIH label files (default: searched below --data-root)"
     )
     p.add_argument(
-        "--split", choices=("test", "val"), default="test", help="official test list or validation split"
+        "--split",
+        choices=("test", "val"),
+        default=param_default(load_eval_images, "split"),
+        help="official test list or validation split",
     )
     p.add_argument("--csv", help="evaluate the images of this CSV (plain CSV format) instead of an NIH split")
     p.add_argument(
@@ -58,19 +64,28 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-missing",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=param_default(load_eval_images, "allow_missing"),
         help="evaluate the images present instead of refusing a partial copy",
     )
     p.add_argument("--val-fraction", type=float, help="validation split fraction [from the checkpoint]")
     p.add_argument("--split-seed", type=int, help="validation split seed [from the checkpoint]")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    # The defaults are evaluate_checkpoint's own (main passes each on), except --progress (on here).
+    batch_size, workers = (param_default(evaluate_checkpoint, n) for n in ("batch_size", "workers"))
+    p.add_argument("--batch-size", type=int, default=batch_size, help="images per batch")
+    p.add_argument("--workers", type=int, default=workers, help="DataLoader processes")
+    p.add_argument(
+        "--device", default=param_default(evaluate_checkpoint, "device"), help="auto, cpu, cuda or cuda:N"
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument(
-        "--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)"
+        "--bootstrap",
+        type=int,
+        default=param_default(evaluate_checkpoint, "bootstrap"),
+        help="bootstrap resamples for the 95%% intervals (0: none)",
     )
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument(
+        "--seed", type=int, default=param_default(evaluate_checkpoint, "seed"), help="bootstrap seed"
+    )
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     return p
 
@@ -142,7 +157,8 @@ def write_table(
     from cral_model.metrics import PAPER_TABLE1
 
     key = (str(model_cfg.get("backbone")), str(model_cfg.get("attention")))
-    paper = PAPER_TABLE1.get(key) if model_cfg.get("mode", "full") == "full" else None
+    mode = model_cfg.get("mode", field_default(ModelConfig, "mode"))
+    paper = PAPER_TABLE1.get(key) if mode == "full" else None
     short = {"resnet50": "R-50", "densenet121": "D-121"}
     ours_name = f"ours ({model_cfg.get('backbone')}, {model_cfg.get('attention')}, {model_cfg.get('mode')})"
     ci = (metrics.get("ci95") or {}).get("per_class") or {}
@@ -286,7 +302,8 @@ def evaluate_checkpoint(
     from cral_model.checkpoint import load_checkpoint
     from cral_model.config import PreprocessConfig
     from cral_model.data import EpochSampler, EvalPreset, ImageDataset
-    from cral_model.engine import _Precision, make_loader, predict, resolve_device
+    from cral_model.devices import torch_device
+    from cral_model.engine import _Precision, make_loader, predict
     from cral_model.metrics import (
         bootstrap_auc_ci,
         mean_auc,
@@ -301,7 +318,7 @@ def evaluate_checkpoint(
     meta = loaded.metadata
     class_names = list(meta["class_names"])
     pre = PreprocessConfig.from_dict(dict(meta["preprocessing"]))
-    dev = resolve_device(device)
+    dev = torch_device(device)
     model = loaded.model.to(dev).eval()
     stored = meta.get("thresholds")
     thresholds = list(stored) if stored is not None else [0.5] * len(class_names)

@@ -24,22 +24,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cral_model.cli._defaults import default_help
 from cral_model.config import ATTENTIONS, BACKBONES, MODES, ConfigError
+from cral_model.train_config import TrainConfig
 
 __all__ = ["get_parser", "main", "resolve_config"]
 
 _log = logging.getLogger("cral_model.cli.train")
 
 _BOOL = argparse.BooleanOptionalAction
+_LOG_LEVEL = "INFO"
+
+
+def _d(name: str, text: str = "", **meaning: str) -> str:
+    """Help ``text`` with the `TrainConfig` default of field ``name`` (see `default_help`)."""
+    return default_help(TrainConfig, name, text, **meaning)
 
 
 def get_parser() -> argparse.ArgumentParser:
     """The ``cral-train`` argument parser. Every option defaults to "not given" (``SUPPRESS``)."""
     p = argparse.ArgumentParser(
         prog="cral-train",
-        description="Train a CRAL multi-label chest X-ray classifier. Defaults follow Guan & Huang (2018), "
-        "Section 4.2: resize 256, random resized crop 224, horizontal flip, SGD momentum 0.9, weight decay "
-        "1e-4, batch 64, 30 epochs, lr 0.01 divided by 10 after epoch 20, ImageNet-pretrained backbone.",
+        description="Train a CRAL multi-label chest X-ray classifier. The defaults (in brackets) follow "
+        "Guan & Huang (2018), Section 4.2: resize, random resized crop, horizontal flip, SGD with momentum "
+        "and weight decay, a step learning-rate schedule, an ImageNet-pretrained backbone.",
         argument_default=argparse.SUPPRESS,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -61,67 +69,114 @@ def get_parser() -> argparse.ArgumentParser:
         "--val-csv", help="own data: validation CSV (default: split --val-fraction off --train-csv)"
     )
     d.add_argument(
-        "--val-fraction", type=float, help="fraction of train_val patients held out for validation [0.1]"
+        "--val-fraction",
+        type=float,
+        help=_d("val_fraction", "fraction of train_val patients held out for validation"),
     )
-    d.add_argument("--split-seed", type=int, help="seed of the patient split [0]")
+    d.add_argument("--split-seed", type=int, help=_d("split_seed", "seed of the patient split"))
     d.add_argument(
         "--allow-missing", action=_BOOL, help="use the images present instead of refusing a partial copy"
     )
     d.add_argument("--max-train-images", type=int, help="train on a seeded random subset of this many images")
-    d.add_argument("--cache-images", action=_BOOL, help="keep decoded images in memory [auto: when < 2 GiB]")
+    d.add_argument(
+        "--cache-images",
+        action=_BOOL,
+        help=_d("cache_images", "keep decoded images in memory", none="auto: when < 2 GiB"),
+    )
     m = p.add_argument_group("model")
-    m.add_argument("--backbone", choices=BACKBONES, help="[resnet50]")
-    m.add_argument("--attention", choices=ATTENTIONS, help="[att1]")
-    m.add_argument("--mode", choices=MODES, help="Table 2 ablation [full]")
-    m.add_argument("--att-channels", type=int, help="att1 intermediate width [backbone default]")
-    m.add_argument("--pretrained", choices=("imagenet", "none"), help="backbone initialisation [imagenet]")
+    m.add_argument("--backbone", choices=BACKBONES, help=_d("backbone"))
+    m.add_argument("--attention", choices=ATTENTIONS, help=_d("attention"))
+    m.add_argument("--mode", choices=MODES, help=_d("mode", "Table 2 ablation"))
+    m.add_argument(
+        "--att-channels",
+        type=int,
+        help=_d("att_channels", "att1 intermediate width", none="backbone default"),
+    )
+    m.add_argument(
+        "--pretrained", choices=("imagenet", "none"), help=_d("pretrained", "backbone initialisation")
+    )
     a = p.add_argument_group("preprocessing and augmentation")
-    a.add_argument("--input-size", type=int, help="network input side [224]")
-    a.add_argument("--resize", type=int, help="resize side before cropping [input-size * 256/224]")
+    a.add_argument("--input-size", type=int, help=_d("input_size", "network input side"))
+    a.add_argument(
+        "--resize", type=int, help=_d("resize", "resize side before cropping", none="input-size * 256/224")
+    )
     a.add_argument(
         "--base-size", type=int, help="first resize images to this side (low-resolution training data)"
     )
     a.add_argument(
-        "--crop-scale", type=float, nargs=2, metavar=("LO", "HI"), help="random resized crop area [0.08 1]"
+        "--crop-scale",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help=_d("crop_scale", "random resized crop area"),
     )
-    a.add_argument("--hflip", action=_BOOL, help="random horizontal flip [on]")
-    a.add_argument("--rotate", type=float, help="random rotation up to this many degrees [0: off]")
+    a.add_argument("--hflip", action=_BOOL, help=_d("hflip", "random horizontal flip"))
     a.add_argument(
-        "--intensity", type=float, help="random contrast/brightness change up to this fraction [0: off]"
+        "--rotate", type=float, help=_d("rotate", "random rotation up to this many degrees", zero="off")
+    )
+    a.add_argument(
+        "--intensity",
+        type=float,
+        help=_d("intensity", "random contrast/brightness change up to this fraction", zero="off"),
     )
     a.add_argument(
         "--downscale",
         type=float,
-        help="probability of passing an image through a random lower resolution and back [0: off]",
+        help=_d(
+            "downscale",
+            "probability of passing an image through a random lower resolution and back",
+            zero="off",
+        ),
     )
-    a.add_argument("--downscale-min", type=int, help="smallest side of that resolution jitter [64]")
+    a.add_argument(
+        "--downscale-min", type=int, help=_d("downscale_min", "smallest side of that resolution jitter")
+    )
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, help="[30]")
-    o.add_argument("--batch-size", type=int, help="global batch, split over distributed ranks [64]")
-    o.add_argument("--optimizer", choices=("sgd", "adamw"), help="[sgd]")
-    o.add_argument("--lr", type=float, help="[0.01]")
-    o.add_argument("--momentum", type=float, help="[0.9]")
-    o.add_argument("--weight-decay", type=float, help="[1e-4]")
-    o.add_argument("--lr-steps", type=int, nargs="*", help="epochs after which lr *= lr-gamma [20]")
-    o.add_argument("--lr-gamma", type=float, help="[0.1]")
-    o.add_argument("--lr-schedule", choices=("step", "cosine"), help="step (--lr-steps) or cosine decay [step]")
-    o.add_argument("--warmup-epochs", type=int, help="linear warm-up from lr/10 over this many epochs [0]")
+    o.add_argument("--epochs", type=int, help=_d("epochs"))
     o.add_argument(
-        "--ema-decay", type=float, help="validate and export a moving average of the weights [off]"
+        "--batch-size", type=int, help=_d("batch_size", "global batch, split over distributed ranks")
+    )
+    o.add_argument("--optimizer", choices=("sgd", "adamw"), help=_d("optimizer"))
+    o.add_argument("--lr", type=float, help=_d("lr"))
+    o.add_argument("--momentum", type=float, help=_d("momentum"))
+    o.add_argument("--weight-decay", type=float, help=_d("weight_decay"))
+    o.add_argument(
+        "--lr-steps", type=int, nargs="*", help=_d("lr_steps", "epochs after which lr *= lr-gamma")
+    )
+    o.add_argument("--lr-gamma", type=float, help=_d("lr_gamma"))
+    o.add_argument(
+        "--lr-schedule",
+        choices=("step", "cosine"),
+        help=_d("lr_schedule", "step (--lr-steps) or cosine decay"),
+    )
+    o.add_argument(
+        "--warmup-epochs",
+        type=int,
+        help=_d("warmup_epochs", "linear warm-up from lr/10 over this many epochs"),
+    )
+    o.add_argument(
+        "--ema-decay",
+        type=float,
+        help=_d("ema_decay", "validate and export a moving average of the weights", none="off"),
     )
     o.add_argument(
         "--export",
         choices=("best", "last"),
-        help="exported epoch: best validation mean AUC, or the last [best]",
+        help=_d("export", "exported epoch: best validation mean AUC, or the last"),
     )
     o.add_argument(
         "--threshold-rule",
         choices=("youden", "normal_flag_rate"),
-        help="per-class operating points fitted on validation at export: Youden's J per class, or one "
-        "common specificity that flags at most --max-normal-flag-rate of the 'No Finding' images [youden]",
+        help=_d(
+            "threshold_rule",
+            "per-class operating points fitted on validation at export: Youden's J per class, or one "
+            "common specificity that flags at most --max-normal-flag-rate of the 'No Finding' images",
+        ),
     )
     o.add_argument(
-        "--max-normal-flag-rate", type=float, help="for --threshold-rule normal_flag_rate [0.2]"
+        "--max-normal-flag-rate",
+        type=float,
+        help=_d("max_normal_flag_rate", "for --threshold-rule normal_flag_rate"),
     )
     r = p.add_argument_group("runtime")
     r.add_argument("--output", help="run folder (config.yaml, last.pt, best.safetensors, log.jsonl)")
@@ -129,20 +184,30 @@ def get_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--resume", nargs="?", const="auto", help="continue from OUTPUT/last.pt (or the given file)"
     )
-    r.add_argument("--workers", type=int, help="DataLoader worker processes per rank [4]")
-    r.add_argument("--seed", type=int, help="[0]")
-    r.add_argument("--device", help="auto, cpu, cuda or cuda:N [auto]")
-    r.add_argument("--amp", action=_BOOL, help="CUDA automatic mixed precision [on]")
-    r.add_argument("--channels-last", action=_BOOL, help="CUDA channels-last memory format [on]")
+    r.add_argument("--workers", type=int, help=_d("workers", "DataLoader worker processes per rank"))
+    r.add_argument("--seed", type=int, help=_d("seed"))
+    r.add_argument("--device", help=_d("device", "auto, cpu, cuda or cuda:N"))
+    r.add_argument("--amp", action=_BOOL, help=_d("amp", "CUDA automatic mixed precision"))
     r.add_argument(
-        "--deterministic", action=_BOOL, help="deterministic algorithms [on for CPU, off for CUDA]"
+        "--channels-last", action=_BOOL, help=_d("channels_last", "CUDA channels-last memory format")
     )
-    r.add_argument("--threads", type=int, help="torch CPU threads [torch default]")
-    r.add_argument("--freeze-bn", action=_BOOL, help="batch norm keeps its running statistics [off]")
-    r.add_argument("--eval-batch-size", type=int, help="validation batch per rank [batch-size per rank]")
-    r.add_argument("--progress", action=_BOOL, help="progress bar [on]")
+    r.add_argument(
+        "--deterministic",
+        action=_BOOL,
+        help=_d("deterministic", "deterministic algorithms", none="on for CPU, off for CUDA"),
+    )
+    r.add_argument("--threads", type=int, help=_d("threads", "torch CPU threads", none="torch default"))
+    r.add_argument(
+        "--freeze-bn", action=_BOOL, help=_d("freeze_bn", "batch norm keeps its running statistics")
+    )
+    r.add_argument(
+        "--eval-batch-size",
+        type=int,
+        help=_d("eval_batch_size", "validation batch per rank", none="batch-size per rank"),
+    )
+    r.add_argument("--progress", action=_BOOL, help=_d("progress", "progress bar"))
     r.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
-    r.add_argument("--log-level", help="logging level [INFO]")
+    r.add_argument("--log-level", help=f"logging level [{_LOG_LEVEL}]")
     return p
 
 
@@ -156,7 +221,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         ``(TrainConfig, resume path or None)``.
     """
     from cral_model.engine import load_train_state
-    from cral_model.train_config import TrainConfig, load_yaml_config
+    from cral_model.train_config import load_yaml_config
 
     given = {k: v for k, v in vars(args).items() if k not in _NOT_FIELDS}
     if "lr_steps" in given:
@@ -226,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cfg.data_root and not cfg.train_csv:
         parser.error("--data-root is required (or --train-csv for own data)")
     is_main = int(os.environ.get("RANK", "0")) == 0
-    _setup_logging(getattr(args, "log_level", "INFO"), cfg.output if is_main else None)
+    _setup_logging(getattr(args, "log_level", _LOG_LEVEL), cfg.output if is_main else None)
 
     from cral_model.data import MissingImagesError
     from cral_model.engine import fit

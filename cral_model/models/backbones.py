@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from cral_model.config import BACKBONES
+
+if TYPE_CHECKING:
+    from timm.models.efficientnet import EfficientNet
+    from torchvision.models import DenseNet, ResNet, WeightsEnum
 
 __all__ = ["BACKBONE_REGISTRY", "PretrainedWeightsUnavailable", "build_backbone"]
 
@@ -23,13 +30,17 @@ class PretrainedWeightsUnavailable(RuntimeError):
 class _ResNetTrunk(nn.Module):
     """ResNet without ``avgpool``/``fc``. Each BasicBlock/Bottleneck ends in a ReLU, so F >= 0."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: ResNet) -> None:
         super().__init__()
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.layer1: nn.Module = net.layer1
+        self.layer2: nn.Module = net.layer2
+        self.layer3: nn.Module = net.layer3
+        self.layer4: nn.Module = net.layer4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        out: torch.Tensor = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return out
 
 
 class _DenseNetTrunk(nn.Module):
@@ -39,9 +50,9 @@ class _DenseNetTrunk(nn.Module):
     ``norm5``), so without it F could be negative and the paper's "after the last ReLU" would not hold.
     """
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: DenseNet) -> None:
         super().__init__()
-        self.features = net.features
+        self.features: nn.Module = net.features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.features(x))
@@ -50,7 +61,7 @@ class _DenseNetTrunk(nn.Module):
 class _TimmTrunk(nn.Module):
     """A timm model's ``forward_features``: stem, blocks, head conv, its BN and activation (no pooling)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: EfficientNet) -> None:
         super().__init__()
         self.net = net
 
@@ -61,10 +72,13 @@ class _TimmTrunk(nn.Module):
 def _lite0(pretrained: str | None) -> nn.Module:
     """timm ``efficientnet_lite0`` (BN eps 1e-3 as in the source of its offline ImageNet weights)."""
     import timm
+    from timm.models.efficientnet import EfficientNet
 
     if pretrained not in (None, "imagenet"):
         raise ValueError(f"pretrained must be 'imagenet' or None, got {pretrained!r}")
     net = timm.create_model("efficientnet_lite0", pretrained=False, bn_eps=1e-3)
+    if not isinstance(net, EfficientNet):  # create_model is typed as returning any nn.Module
+        raise TypeError(f"timm built a {type(net).__name__} for efficientnet_lite0, not an EfficientNet")
     if pretrained == "imagenet":
         from cral_model.models.lite0_weights import Lite0WeightsUnavailable, load_lite0_imagenet
 
@@ -76,7 +90,7 @@ def _lite0(pretrained: str | None) -> nn.Module:
     return _TimmTrunk(net)
 
 
-def _weights_enum(name: str):  # -> torchvision.models.WeightsEnum
+def _weights_enum(name: str) -> WeightsEnum:
     from torchvision import models
 
     return {
@@ -110,14 +124,32 @@ def _make(name: str, pretrained: str | None) -> nn.Module:
         ) from exc
 
 
-#: name -> (constructor taking ``pretrained``, feature channels N)
-BACKBONE_REGISTRY: dict[str, tuple[Callable[[str | None], nn.Module], int]] = {
-    "resnet18": (lambda p: _ResNetTrunk(_make("resnet18", p)), 512),
-    "resnet34": (lambda p: _ResNetTrunk(_make("resnet34", p)), 512),
-    "resnet50": (lambda p: _ResNetTrunk(_make("resnet50", p)), 2048),
-    "densenet121": (lambda p: _DenseNetTrunk(_make("densenet121", p)), 1024),
+_Constructor = Callable[[str | None], nn.Module]
+
+
+def _torchvision(name: str, trunk: Callable[..., nn.Module]) -> _Constructor:
+    def construct(pretrained: str | None) -> nn.Module:
+        return trunk(_make(name, pretrained))
+
+    return construct
+
+
+# How each name of `cral_model.config.BACKBONES` (the one list of names; torch-free, so that configs
+# validate without torch) is built, and its feature channels N.
+_BUILDERS: dict[str, tuple[_Constructor, int]] = {
+    "resnet18": (_torchvision("resnet18", _ResNetTrunk), 512),
+    "resnet34": (_torchvision("resnet34", _ResNetTrunk), 512),
+    "resnet50": (_torchvision("resnet50", _ResNetTrunk), 2048),
+    "densenet121": (_torchvision("densenet121", _DenseNetTrunk), 1024),
     "efficientnet_lite0": (_lite0, 1280),
 }
+if set(_BUILDERS) != set(BACKBONES):
+    raise RuntimeError(
+        f"cral_model.config.BACKBONES {sorted(BACKBONES)} and the builders {sorted(_BUILDERS)} disagree"
+    )
+
+#: name -> (constructor taking ``pretrained``, feature channels N), in `cral_model.config.BACKBONES` order
+BACKBONE_REGISTRY: dict[str, tuple[_Constructor, int]] = {name: _BUILDERS[name] for name in BACKBONES}
 
 
 def build_backbone(name: str, *, pretrained: str | None = None) -> tuple[nn.Module, int]:

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from cral_model import CLASS_NAMES, Prediction, Predictor, PreprocessConfig, build_model, save_checkpoint
-from cral_model.inference import default_checkpoint_path, resolve_device
+from cral_model.devices import resolve_device
+from cral_model.inference import default_checkpoint_path
 
 
 @pytest.fixture(scope="module")
