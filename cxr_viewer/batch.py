@@ -33,7 +33,19 @@ from cxr_viewer.core.reasons import message_of, short_reason
 from cxr_viewer.core.scope import scope_warning
 from cxr_viewer.inference import TOP_K, BatchPredictor, PredictionLike, rank_findings, triage_score
 
-__all__ = ["TriageRow", "collect_files", "csv_header", "triage_files", "write_csv"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_WORKERS",
+    "TriageRow",
+    "collect_files",
+    "csv_header",
+    "triage_files",
+    "write_csv",
+]
+
+#: images per forward pass, and decoding threads, unless the caller says otherwise
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_WORKERS = 2
 
 @dataclass(frozen=True)
 class TriageRow:
@@ -147,8 +159,8 @@ def triage_files(
     files: Sequence[tuple[Path, str]],
     predictor: BatchPredictor,
     *,
-    batch_size: int = 16,
-    workers: int = 2,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[TriageRow]:
     """Analyse files (from :func:`collect_files`) and return their rows, sorted for triage.

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cxr_viewer import __version__
-from cxr_viewer.batch import collect_files, triage_files, write_csv
+from cxr_viewer.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, collect_files, triage_files, write_csv
 from cxr_viewer.core.io import quiet_decoder_output
 from cxr_viewer.core.reasons import message_of
 from cxr_viewer.inference import NOT_FOR_CLINICAL_USE, default_model_path, fast_mode, load_predictor
@@ -56,9 +56,13 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT",
         help="a cral-train checkpoint (*.safetensors); default: $CXR_TRIAGE_MODEL or the bundled demo model",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: auto)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
-    p.add_argument("--workers", type=int, default=2, help="decoding threads; 0 decodes inline (default: 2)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: %(default)s)")
+    p.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per forward pass (default: %(default)s)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="decoding threads; 0 decodes inline (default: %(default)s)"
+    )
     p.add_argument(
         "--fast",
         action=argparse.BooleanOptionalAction,
