@@ -55,8 +55,9 @@ def flagged_mask(probabilities: ArrayLike, thresholds: ArrayLike | None = None) 
     thr = valid_thresholds(thresholds, probs.size)
     if thr is None:
         return np.zeros(probs.size, dtype=bool)
-    with np.errstate(invalid="ignore"):
-        return ~np.isnan(thr) & (probs >= np.nan_to_num(thr, nan=np.inf))
+    usable = ~np.isnan(thr)
+    reached: np.ndarray = probs >= np.where(usable, thr, np.inf)
+    return usable & reached
 
 
 def triage_order(probabilities: ArrayLike, thresholds: ArrayLike | None = None) -> np.ndarray:

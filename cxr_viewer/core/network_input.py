@@ -43,6 +43,7 @@ def network_input(image: XrayImage) -> np.ndarray:
     if image.value_range is None:
         raise NoStatedRangeError(f"{image.format} image without a stated value range")
     lo, hi = image.value_range
+    out: np.ndarray  # numpy's stubs give the two branches different dtypes
     if lo == 0.0:  # the common case, written as training does it (uint8 / 255): bit for bit the same
         out = image.pixels / np.float32(hi)
     else:

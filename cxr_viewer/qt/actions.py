@@ -15,7 +15,7 @@ from typing import Any
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
 
-__all__ = ["MENUS", "ActionSpec", "MenuSpec", "action_names", "build_menu", "make_action"]
+__all__ = ["MENUS", "ActionSpec", "BuiltMenu", "MenuSpec", "action_names", "build_menu", "make_action"]
 
 Shortcut = str | QKeySequence.StandardKey | None
 
@@ -170,11 +170,21 @@ def _slot(window: QMainWindow, spec: ActionSpec) -> Callable[..., Any]:
     return triggered
 
 
+@dataclass
+class BuiltMenu:
+    """What :func:`build_menu` made: the menu, its actions and its submenus by name."""
+
+    menu: QMenu
+    actions: dict[str, QAction] = field(default_factory=dict)
+    submenus: dict[str, QMenu] = field(default_factory=dict)
+
+
 def build_menu(
     window: QMainWindow, spec: MenuSpec, toolbar: QToolBar, groups: dict[str, QActionGroup]
-) -> QMenu:
-    """Create ``spec``'s actions as ``window.<name>``, its menu, and their toolbar entries."""
+) -> BuiltMenu:
+    """Create ``spec``'s actions (also set as ``window.<name>``), its menu, and their toolbar entries."""
     menu = window.menuBar().addMenu(spec.title)
+    built = BuiltMenu(menu)
     for i, group in enumerate(spec.groups):
         if i:
             menu.addSeparator()
@@ -190,9 +200,11 @@ def build_menu(
                 toolbar.addAction(action)
             menu.addAction(action)
             setattr(window, a.name, action)
+            built.actions[a.name] = action
     for attribute, title in spec.submenus:
-        setattr(window, attribute, menu.addMenu(title))
-    return menu
+        built.submenus[attribute] = menu.addMenu(title)
+        setattr(window, attribute, built.submenus[attribute])
+    return built
 
 
 def action_names(menus: Sequence[MenuSpec] = MENUS) -> list[str]:

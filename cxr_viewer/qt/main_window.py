@@ -144,7 +144,7 @@ class MainWindow(QMainWindow):
         return PipelineHooks(
             study_added=self._on_study_added,
             status_changed=self._on_status_changed,
-            thumbnail_ready=lambda s: self.worklist.set_thumbnail(s.id, s.thumbnail),
+            thumbnail_ready=self._on_thumbnail,
             analysed=lambda s: self.worklist.set_score(s.id, s.score, ", ".join(s.flagged), s.out_of_scope),
             show_image=self._display,
             show_findings=self._show_findings,
@@ -189,19 +189,15 @@ class MainWindow(QMainWindow):
         toolbar.setMovable(False)
         self.addToolBar(toolbar)
         groups: dict[str, QActionGroup] = {}
-        for spec in MENUS:
-            build_menu(self, spec, toolbar, groups)
+        for spec in MENUS:  # each action becomes window.<name> (tests and scripts use those names)
+            built = build_menu(self, spec, toolbar, groups)
             if spec.title == "&View":
-                self.presets = PresetControls(self, self.state, self.preset_menu)
+                self.presets = PresetControls(self, self.state, built.submenus["preset_menu"])
                 toolbar.addWidget(self.presets.combo)
+                self.tool_actions = {t: built.actions[f"tool_{t}_action"] for t in ("window", "pan", "measure")}
+                self.view.invert_action = built.actions["invert_action"]
         self.preset_combo = self.presets.combo
-        self.tool_actions = {
-            "window": self.tool_window_action,
-            "pan": self.tool_pan_action,
-            "measure": self.tool_measure_action,
-        }
         self.tool_actions["window"].setChecked(True)
-        self.view.invert_action = self.invert_action
 
     def _build_status_bar(self) -> None:
         self.status = WindowStatusBar(self.statusBar(), self.image_view)
@@ -274,6 +270,10 @@ class MainWindow(QMainWindow):
                 next(sid for sid in self.worklist.study_ids_in_view_order() if self.studies[sid].status != "error")
             )
         self.pipeline.pump()
+
+    def _on_thumbnail(self, study: Study) -> None:
+        if study.thumbnail is not None:
+            self.worklist.set_thumbnail(study.id, study.thumbnail)
 
     def _on_study_added(self, study: Study) -> None:
         self.worklist.add_study(study.id, study.name, str(study.path))
