@@ -160,6 +160,7 @@ def _write(stream: TextIO | None, text: str) -> None:
 
 def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
     from cxr_viewer.core.findings import format_findings
+    from cxr_viewer.core.pipeline import ModelStatus, StudyStatus
     from cxr_viewer.qt.main_window import MainWindow
 
     assert isinstance(window, MainWindow)
@@ -170,22 +171,21 @@ def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
     window.resize(width, height)
     window.show()
     window.open_paths(args.paths)
-    ok = _wait(app, lambda: window.model_status != "loading" and window.studies, args.timeout)
+    ok = _wait(app, lambda: window.model_status is not ModelStatus.LOADING and window.studies, args.timeout)
     ordered = sorted(window.studies.values(), key=lambda s: s.id)
     if not ok or not ordered:
         _write(sys.stderr, "no image could be opened\n")
     first = ordered[0] if ordered else None
-    finished = {"error", "done", "viewed (no model)", "cancelled"}
     if first is not None:
-        _wait(app, lambda: first.status in finished, args.timeout)
+        _wait(app, lambda: first.status.finished, args.timeout)
         window.select_study(first.id)
-        _wait(app, lambda: window.state.image is not None or first.status == "error", 60)
+        _wait(app, lambda: window.state.image is not None or first.status is StudyStatus.ERROR, 60)
         if first.findings:
             n = min(max(args.select_finding, 0), len(first.findings) - 1)
             window.findings_panel.select_row(n)
     _wait(
         app,
-        lambda: window.is_idle() and all(s.status in finished for s in window.studies.values()),
+        lambda: window.is_idle() and all(s.status.finished for s in window.studies.values()),
         args.timeout,
     )
     window.image_view.fit()
@@ -196,7 +196,7 @@ def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
     lines = [] if window.model_info is not None else ["No trained model loaded: findings not available"]
     for study in ordered:
         lines.append(f"{study.path}:")
-        if study.status == "error":
+        if study.status is StudyStatus.ERROR:
             lines.append(f"  error: {study.reason}")
         elif not study.findings:
             lines.append(f"  {study.status}")

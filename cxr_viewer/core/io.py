@@ -49,6 +49,7 @@ from cxr_viewer.core.reasons import short_reason
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+
     from pydicom.dataset import Dataset
 
 __all__ = [

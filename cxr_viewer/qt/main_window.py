@@ -267,7 +267,7 @@ class MainWindow(QMainWindow):
         self.status.message(scan_summary(len(added), [f for f in found if f.skipped]), 10000)
         if self.worklist.current_study() is None and added:
             self.worklist.select_study(
-                next(sid for sid in self.worklist.study_ids_in_view_order() if self.studies[sid].status != "error")
+                next(sid for sid in self.worklist.study_ids_in_view_order() if self.studies[sid].status is not StudyStatus.ERROR)
             )
         self.pipeline.pump()
 
@@ -298,7 +298,7 @@ class MainWindow(QMainWindow):
 
     def _on_status_changed(self, study: Study) -> None:
         reason = study.reason if study.status is StudyStatus.ERROR else ""
-        self.worklist.set_status(study.id, study.status.value, reason)
+        self.worklist.set_status(study.id, study.status, reason)
         self._update_progress()
 
     def _update_progress(self) -> None:
@@ -356,7 +356,7 @@ class MainWindow(QMainWindow):
 
     def _refresh_shown_findings(self) -> None:
         study = self.studies.get(self.pipeline.shown)
-        if study is not None and study.status != "error":
+        if study is not None and study.status is not StudyStatus.ERROR:
             self._show_findings(study)
 
     def show_model_card(self) -> None:

@@ -7,18 +7,27 @@ from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QTableView, QWidget
 
+from cxr_viewer.core.pipeline import StudyStatus
+
 __all__ = ["STATUSES", "Worklist"]
 
 STUDY_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 SCORE_ROLE = Qt.ItemDataRole.UserRole + 3  # the triage score itself (SORT_ROLE also encodes the scope)
 COL_NAME, COL_STATUS, COL_SCORE = 0, 1, 2
-#: row statuses and their sort order (most urgent work first)
-STATUSES = ("analysing", "queued", "done", "viewed (no model)", "cancelled", "error")
+#: row statuses in their sort order (most urgent work first)
+STATUSES: tuple[StudyStatus, ...] = (
+    StudyStatus.ANALYSING,
+    StudyStatus.QUEUED,
+    StudyStatus.DONE,
+    StudyStatus.VIEWED_NO_MODEL,
+    StudyStatus.CANCELLED,
+    StudyStatus.ERROR,
+)
 _STATUS_COLOURS = {
-    "error": QColor(200, 40, 40),
-    "analysing": QColor(30, 110, 200),
-    "cancelled": QColor(130, 130, 130),
+    StudyStatus.ERROR: QColor(200, 40, 40),
+    StudyStatus.ANALYSING: QColor(30, 110, 200),
+    StudyStatus.CANCELLED: QColor(130, 130, 130),
 }
 
 
@@ -77,8 +86,8 @@ class Worklist(QTableView):
         name_item.setData(study_id, STUDY_ROLE)
         name_item.setData(len(self._rows), SORT_ROLE)
         name_item.setToolTip(tooltip or name)
-        status_item = QStandardItem("queued")
-        status_item.setData(STATUSES.index("queued"), SORT_ROLE)
+        status_item = QStandardItem(StudyStatus.QUEUED.value)
+        status_item.setData(STATUSES.index(StudyStatus.QUEUED), SORT_ROLE)
         score_item = QStandardItem("")
         score_item.setData(-2.0, SORT_ROLE)
         score_item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -100,18 +109,20 @@ class Worklist(QTableView):
         if item is not None:
             item.setIcon(thumbnail_icon(thumb))
 
-    def set_status(self, study_id: int, status: str, reason: str = "") -> None:
-        """One of :data:`STATUSES`; ``reason`` is shown for errors (and as tooltip)."""
+    def set_status(self, study_id: int, status: StudyStatus, reason: str = "") -> None:
+        """The row's status; ``reason`` is shown for errors (and as tooltip)."""
         item = self._item(study_id, COL_STATUS)
         if item is None:
             return
-        item.setText(f"error: {reason}" if status == "error" and reason else status)
-        item.setToolTip(reason or status)
-        item.setData(STATUSES.index(status) if status in STATUSES else len(STATUSES), SORT_ROLE)
+        status = StudyStatus(status)
+        error = status is StudyStatus.ERROR
+        item.setText(f"error: {reason}" if error and reason else status.value)
+        item.setToolTip(reason or status.value)
+        item.setData(STATUSES.index(status), SORT_ROLE)
         colour = _STATUS_COLOURS.get(status)
         item.setForeground(QBrush(colour) if colour is not None else QBrush())
         name_item = self._item(study_id, COL_NAME)
-        if status == "error" and name_item is not None and name_item.icon().isNull():
+        if error and name_item is not None and name_item.icon().isNull():
             name_item.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning))
 
     def set_score(
