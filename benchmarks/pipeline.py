@@ -9,10 +9,12 @@ and the Python glue cost on top of the network.
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks._common import Timing, interleaved
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def latency(

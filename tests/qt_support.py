@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def drop_paths(window: Any, paths: list[Path], target: Any = None) -> None:

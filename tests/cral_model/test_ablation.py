@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from cral_model.cli.ablation import format_table
 from cral_model.cli.ablation import main as ablation_main
 from cral_model.data import make_synthetic_nih
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_ablation_runs_all_modes_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

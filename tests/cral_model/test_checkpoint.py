@@ -7,19 +7,15 @@ import struct
 
 import pytest
 import torch
+from helpers.checkpoints import random_cral
 
-from cral_model import CheckpointError, PreprocessConfig, build_model, load_checkpoint, read_metadata, save_checkpoint
+from cral_model import CheckpointError, PreprocessConfig, load_checkpoint, read_metadata, save_checkpoint
 
 
 @pytest.fixture
 def model():
-    torch.manual_seed(0)
-    m = build_model("resnet18", "att2", num_classes=14)
     # move BN statistics away from their defaults so the round trip covers buffers too
-    m.train()
-    with torch.no_grad():
-        m(torch.randn(4, 3, 64, 64))
-    return m.eval()
+    return random_cral("resnet18", "att2", warm_up_batch=4)
 
 
 def _rewrite_header(path, mutate):
@@ -42,8 +38,9 @@ def test_round_trip_gives_identical_outputs_and_metadata(model, tmp_path):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
-        torch.testing.assert_close(loaded.model.forward_with_attention(x)[1], model.forward_with_attention(x)[1],
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            loaded.model.forward_with_attention(x)[1], model.forward_with_attention(x)[1], rtol=0, atol=0
+        )
     meta = loaded.metadata
     assert loaded.preprocessing == pre
     assert loaded.thresholds == pytest.approx(thresholds)

@@ -33,7 +33,9 @@ def test_patient_bootstrap_is_wider_when_a_patient_has_many_images() -> None:
     n_patients, per = 40, 8
     base = rng.random((n_patients, 2)) < 0.4
     targets = np.repeat(base, per, axis=0).astype(float)  # every image of a patient shares the label
-    scores = np.repeat(base + rng.normal(0, 0.8, base.shape), per, axis=0) + rng.normal(0, 0.05, targets.shape)
+    scores = np.repeat(base + rng.normal(0, 0.8, base.shape), per, axis=0) + rng.normal(
+        0, 0.05, targets.shape
+    )
     groups = [str(i // per) for i in range(n_patients * per)]
     by_image = bootstrap_mean_auc(scores, targets, n_resamples=300)
     by_patient = bootstrap_mean_auc(scores, targets, n_resamples=300, groups=groups)
@@ -83,7 +85,9 @@ def test_bundled_model_predicts_on_real_images(shared_data: Path) -> None:
         assert len(pred.top_k(8)) == 8
 
 
-def test_bundled_model_flags_few_no_finding_samples_through_cxr_triage(shared_data: Path, tmp_path: Path) -> None:
+def test_bundled_model_flags_few_no_finding_samples_through_cxr_triage(
+    shared_data: Path, tmp_path: Path
+) -> None:
     """Operating points that mean something: run the 24 full-resolution NIH samples through
     ``cxr-triage`` as a user would; at most 3 of the 9 "No Finding" images may be flagged, and the
     flag must not be always on or always off for the others."""

@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -21,6 +21,9 @@ import torch
 from cral_model.data import make_synthetic_nih
 from cral_model.engine import fit, load_train_state
 from cral_model.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ARGS = [
     "--backbone", "resnet18", "--input-size", "32", "--resize", "36", "--pretrained", "none",

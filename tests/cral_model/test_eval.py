@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import torch
 
 from cral_model.cli.evaluate import main as eval_main
 from cral_model.data import make_synthetic_nih
 from cral_model.labels import CLASS_NAMES
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +120,10 @@ def test_val_split_reproduces_training_validation(trained: Path, root: Path, tmp
 
 
 def test_table_has_paper_row_and_missing_refused(root: Path, tmp_path: Path) -> None:
-    from cral_model import build_model, save_checkpoint
-    from cral_model.config import PreprocessConfig
+    from helpers.checkpoints import write_tiny_checkpoint
 
-    torch.manual_seed(0)
-    model = build_model("resnet50", "att1", "full")
-    ckpt = save_checkpoint(
-        model, tmp_path / "r50.safetensors", preprocessing=PreprocessConfig(input_size=32, resize=32)
+    ckpt = write_tiny_checkpoint(
+        tmp_path / "r50.safetensors", backbone="resnet50", input_size=32, threshold=None
     )
     _run_eval(ckpt, root, tmp_path / "e", "--bootstrap", "0")
     table = (tmp_path / "e" / "table.md").read_text()

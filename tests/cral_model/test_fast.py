@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from helpers.checkpoints import write_tiny_checkpoint
 
-from cral_model import Predictor, PreprocessConfig, build_model, save_checkpoint
+from cral_model import Predictor
 from cral_model import fast as fastpath
 
 pytestmark = pytest.mark.skipif(not fastpath.fast_path_available(), reason="onnxruntime/onnx not installed")
@@ -14,13 +14,10 @@ pytestmark = pytest.mark.skipif(not fastpath.fast_path_available(), reason="onnx
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("resnet18", "att2")
-    model.train()
-    with torch.no_grad():  # non-trivial BN statistics
-        model(torch.randn(8, 3, 64, 64))
-    path = tmp_path_factory.mktemp("fast") / "m.safetensors"
-    return save_checkpoint(model.eval(), path, preprocessing=PreprocessConfig(input_size=64, resize=64))
+    # non-trivial BN statistics
+    return write_tiny_checkpoint(
+        tmp_path_factory.mktemp("fast") / "m.safetensors", attention="att2", warm_up_batch=8, threshold=None
+    )
 
 
 def test_fp32_fast_path_matches_eager(checkpoint, tmp_path, monkeypatch):
@@ -31,7 +28,7 @@ def test_fp32_fast_path_matches_eager(checkpoint, tmp_path, monkeypatch):
     assert fast.backend == "onnxruntime-fp32"
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (80 + 7 * i, 90), dtype=np.uint8) for i in range(5)]
-    for a, b in zip(eager.predict_batch(images), fast.predict_batch(images, batch_size=3)):
+    for a, b in zip(eager.predict_batch(images), fast.predict_batch(images, batch_size=3), strict=True):
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-4)
         np.testing.assert_allclose(a.attention, b.attention, atol=1e-4)
         np.testing.assert_allclose(a.saliency, b.saliency, atol=1e-4)
@@ -54,9 +51,9 @@ def test_auto_falls_back_to_torch_when_onnxruntime_is_missing(checkpoint, monkey
 def test_a_wrong_or_damaged_cached_export_falls_back_to_pytorch(checkpoint, tmp_path, monkeypatch, caplog):
     """The fast path may change speed, never findings: a cached file that disagrees is not used."""
     monkeypatch.setenv("CXR_TRIAGE_CACHE", str(tmp_path))
-    torch.manual_seed(1)
-    other = build_model("resnet18", "att2").eval()
-    other_path = save_checkpoint(other, tmp_path / "other.safetensors", preprocessing=PreprocessConfig(64, 64))
+    other_path = write_tiny_checkpoint(
+        tmp_path / "other.safetensors", attention="att2", seed=1, threshold=None
+    )
     Predictor.from_checkpoint(other_path, device="cpu", fast="fp32")
     Predictor.from_checkpoint(checkpoint, device="cpu", fast="fp32")
     f_other, f_ckpt = sorted((tmp_path / "onnx").glob("*.onnx"), key=lambda p: p.stat().st_mtime_ns)
@@ -67,9 +64,13 @@ def test_a_wrong_or_damaged_cached_export_falls_back_to_pytorch(checkpoint, tmp_
     stale = Predictor.from_checkpoint(checkpoint, device="cpu", fast="fp32")
     assert stale.backend == "torch-cpu"
     assert "disagrees with PyTorch" in caplog.text
-    np.testing.assert_allclose(stale.predict(image).probabilities, eager.predict(image).probabilities, atol=1e-6)
+    np.testing.assert_allclose(
+        stale.predict(image).probabilities, eager.predict(image).probabilities, atol=1e-6
+    )
 
     f_ckpt.write_bytes(f_other.read_bytes()[:5000])  # a truncated file
     damaged = Predictor.from_checkpoint(checkpoint, device="cpu", fast="fp32")
     assert damaged.backend == "torch-cpu"
-    np.testing.assert_allclose(damaged.predict(image).probabilities, eager.predict(image).probabilities, atol=1e-6)
+    np.testing.assert_allclose(
+        damaged.predict(image).probabilities, eager.predict(image).probabilities, atol=1e-6
+    )

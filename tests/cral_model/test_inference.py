@@ -3,21 +3,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.checkpoints import write_tiny_checkpoint
 from PIL import Image
 
-from cral_model import CLASS_NAMES, Prediction, Predictor, PreprocessConfig, build_model, save_checkpoint
+from cral_model import CLASS_NAMES, Prediction, Predictor
 from cral_model.devices import resolve_device
 from cral_model.inference import default_checkpoint_path
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("resnet18", "att1")
-    path = tmp_path_factory.mktemp("ckpt") / "m.safetensors"
-    thresholds = [0.5] * 14
-    return save_checkpoint(model, path, preprocessing=PreprocessConfig(input_size=64, resize=64),
-                           thresholds=thresholds)
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.safetensors")
 
 
 def test_predictor_matches_a_direct_forward_pass(checkpoint):
@@ -29,7 +25,7 @@ def test_predictor_matches_a_direct_forward_pass(checkpoint):
     assert result.probabilities.shape == (14,) and result.probabilities.dtype == np.float32
     assert result.attention.shape == (14, 2, 2)
     assert result.saliency.shape == (2, 2)
-    assert 0 <= result.saliency.min() and result.saliency.max() <= 1
+    assert 0 <= result.saliency.min() and result.saliency.max() <= 1  # noqa: SIM300 (a range check)
     with torch.no_grad():
         direct = torch.sigmoid(pred.model(pred.prepare(image)[None]))[0].numpy()
     np.testing.assert_allclose(result.probabilities, direct, rtol=1e-6, atol=1e-6)
@@ -43,7 +39,7 @@ def test_top_k_is_sorted_descending_and_flags_follow_thresholds():
     assert len(top) == 8
     assert [v for _, v in top] == sorted((v for _, v in top), reverse=True)
     assert top[0] == (CLASS_NAMES[0], pytest.approx(0.9))
-    assert p.flagged() == [n for n, v in zip(CLASS_NAMES, probs) if v >= 0.5]
+    assert p.flagged() == [n for n, v in zip(CLASS_NAMES, probs) if v >= 0.5]  # noqa: B905
     assert p.triage_score() == pytest.approx(0.9 / 0.5)
 
 
@@ -52,7 +48,7 @@ def test_batch_equals_single_and_keeps_order(checkpoint):
     rng = np.random.default_rng(1)
     images = [rng.random((64 + 10 * i, 70)).astype(np.float32) for i in range(5)]
     batch = pred.predict_batch(images, batch_size=2)
-    for im, b in zip(images, batch):
+    for im, b in zip(images, batch, strict=True):
         np.testing.assert_allclose(pred.predict(im).probabilities, b.probabilities, atol=1e-5)
 
 

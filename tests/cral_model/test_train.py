@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -14,6 +14,9 @@ from cral_model.cli.train import main as train_main
 from cral_model.data import make_synthetic_nih
 from cral_model.engine import fit, load_train_state
 from cral_model.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TINY = [
     "--backbone", "resnet18", "--input-size", "32", "--resize", "36", "--pretrained", "none",
@@ -280,7 +283,9 @@ def test_train_options_validated() -> None:
             TrainConfig(**bad)
 
 
-def test_adamw_cosine_jitter_and_normal_flag_rate_thresholds_end_to_end(synth_root: Path, tmp_path: Path) -> None:
+def test_adamw_cosine_jitter_and_normal_flag_rate_thresholds_end_to_end(
+    synth_root: Path, tmp_path: Path
+) -> None:
     """The demo recipe's options through a real (tiny) run: the exported thresholds follow the rule."""
     from cral_model.checkpoint import load_checkpoint
 

@@ -15,9 +15,9 @@ from helpers.checkpoints import write_tiny_checkpoint
 
 from cxr_viewer.batch import collect_files, csv_header, triage_files, write_csv
 from cxr_viewer.cli.triage import main
-from cxr_viewer.inference import rank_findings
 from cxr_viewer.core.io import load_image
 from cxr_viewer.core.network_input import network_input
+from cxr_viewer.inference import rank_findings
 
 torch = pytest.importorskip("torch")
 cral_model = pytest.importorskip("cral_model")
@@ -280,7 +280,7 @@ def test_ctrl_c_exits_cleanly_without_traceback(checkpoint, tmp_path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stderr is not None
     first = proc.stderr.readline()  # "model ... loaded": the analysis starts now

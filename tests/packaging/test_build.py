@@ -292,7 +292,9 @@ def test_built_app_screenshot_and_findings(tmp_path: Path) -> None:
     assert "triage score" in result.stdout
     # "  1. Atelectasis          0.139  (threshold 0.129, ABOVE)": the bundled model has thresholds
     ranked = re.findall(
-        r"^\s+\d+\.\s+(\S.*?)\s+(0\.\d+|1\.0+)\s+\(threshold 0\.\d+(?:, ABOVE)?\)\s*$", result.stdout, flags=re.M
+        r"^\s+\d+\.\s+(\S.*?)\s+(0\.\d+|1\.0+)\s+\(threshold 0\.\d+(?:, ABOVE)?\)\s*$",
+        result.stdout,
+        flags=re.M,
     )
     assert len(ranked) == 8, result.stdout
     probs = [float(p) for _, p in ranked]

@@ -47,9 +47,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-initialised resnet18 checkpoint at 64 px."""
-    from reliability_helpers import tiny_checkpoint
+    from helpers.checkpoints import write_tiny_checkpoint
 
-    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+    return write_tiny_checkpoint(
+        tmp_path_factory.mktemp("model") / "tiny.safetensors",
+        provenance={"data": "random initialisation (reliability test)"},
+    )
 
 
 @pytest.fixture(scope="session")

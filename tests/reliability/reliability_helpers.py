@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import select
 import struct
 import subprocess
@@ -18,11 +17,16 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from helpers import dicom
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable, Iterable, Sequence
 
 HERE = Path(__file__).resolve().parent
 DATA_DIR = (HERE.parents[1] / ".." / "shared" / "data").resolve()
@@ -39,77 +43,23 @@ PATIENT_ID = "PID-8675309-XQ"
 
 
 # ============================================================================ seed files
-def write_dicom(
-    path: Path,
-    pixels: np.ndarray,
-    *,
-    photometric: str = "MONOCHROME2",
-    bits_stored: int | None = None,
-    syntax: str | None = None,
-    window: tuple[float, float] | None = (2048.0, 4096.0),
-    planar: int | None = None,
-) -> Path:
-    """Write a small DICOM file (explicit VR little endian, or compressed with ``syntax``).
+#: the header of this suite's DICOM files: the patient markers, 0.15 mm pixels and a 12-bit window
+DICOM_HEADER: dict[str, Any] = {
+    "patient_name": PATIENT_NAME,
+    "patient_id": PATIENT_ID,
+    "window": (2048.0, 4096.0),
+    "pixel_spacing": (0.15, 0.15),
+}
 
-    ``pixels``: (H, W) or (F, H, W) grey, or (H, W, 3) colour; uint8 or uint16.
-    """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    arr = np.asarray(pixels)
-    colour = arr.ndim == 3 and arr.shape[-1] == 3 and photometric not in ("MONOCHROME1", "MONOCHROME2")
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientName = PATIENT_NAME
-    ds.PatientID = PATIENT_ID
-    ds.PatientBirthDate = "19010101"
-    ds.Modality = "CR"
-    if arr.ndim == 3 and not colour:
-        ds.NumberOfFrames = arr.shape[0]
-    ds.Rows, ds.Columns = arr.shape[:2] if colour else arr.shape[-2:]
-    ds.SamplesPerPixel = 3 if colour else 1
-    if colour:
-        ds.PlanarConfiguration = planar or 0
-    ds.PhotometricInterpretation = photometric
-    bits = 8 if arr.dtype == np.uint8 else 16
-    ds.BitsAllocated = bits
-    ds.BitsStored = bits_stored or (8 if bits == 8 else 12)
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 0
-    if window is not None and not colour:
-        ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelSpacing = [0.15, 0.15]
-    ds.PixelData = arr.tobytes()
-    if syntax is not None:
-        import pydicom.uid
-
-        ds.compress(getattr(pydicom.uid, syntax))
-    ds.save_as(path, enforce_file_format=True)
-    return path
+def write_dicom(path: Path, pixels: np.ndarray, **kwargs: Any) -> Path:
+    """`helpers.dicom.write_dicom` with `DICOM_HEADER` (``kwargs`` override it)."""
+    return dicom.write_dicom(path, pixels, **{**DICOM_HEADER, **kwargs})
 
 
 def write_jpeg_dicom(path: Path, pixels: np.ndarray) -> Path:
-    """8-bit grey JPEG baseline encapsulated in DICOM (Pillow encodes, pydicom has no JPEG encoder)."""
-    import pydicom
-    from PIL import Image
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit
-
-    write_dicom(path, pixels.astype(np.uint8), window=None)
-    buf = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8)).save(buf, "JPEG", quality=90)
-    ds = pydicom.dcmread(path)
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    ds.PixelData = encapsulate([buf.getvalue()])
-    ds["PixelData"].is_undefined_length = True
-    ds.save_as(path)
-    return path
+    """`helpers.dicom.write_jpeg_dicom` with `DICOM_HEADER` (no window)."""
+    return dicom.write_jpeg_dicom(path, pixels, **DICOM_HEADER)
 
 
 def _gradient(h: int, w: int, top: int, seed: int = 0) -> np.ndarray:
@@ -408,21 +358,3 @@ def _no_pixels_dicom_bytes(src: Path) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf)
     return buf.getvalue()
-
-
-def tiny_checkpoint(path: Path) -> Path:
-    """A random-initialised resnet18 CRAL checkpoint at 64 px (imports torch)."""
-    import torch
-
-    import cral_model
-
-    torch.manual_seed(0)
-    model = cral_model.build_model("resnet18", attention="att1", mode="full", num_classes=14, pretrained=None)
-    cral_model.save_checkpoint(
-        model,
-        path,
-        preprocessing=cral_model.PreprocessConfig(input_size=64, resize=64),
-        thresholds=[0.5] * 14,
-        provenance={"data": "random initialisation (reliability test)"},
-    )
-    return path

@@ -17,19 +17,22 @@ import stat
 import struct
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+from helpers.checkpoints import random_cral
 
-from cral_model import CheckpointError, build_model, load_checkpoint, read_metadata, save_checkpoint
+from cral_model import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from cral_model.cli.convert import main as convert_main
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return build_model("resnet18", "att1", num_classes=14).eval()
+    return random_cral("resnet18", "att1")
 
 
 class _WriteFile:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image, sniff_format
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _ramp(h: int = 32, w: int = 24, hi: int = 4095) -> np.ndarray:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from qt_support import close_main_window, open_main_window
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -98,21 +101,14 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cral_model = pytest.importorskip("cral_model")
     if not hasattr(cral_model, "save_checkpoint"):
         pytest.skip("cral_model.save_checkpoint not available yet")
-    import torch
+    from helpers.checkpoints import write_tiny_checkpoint
 
-    torch.manual_seed(0)
-    model = cral_model.build_model("resnet18", attention="att1", mode="full", num_classes=14, pretrained=None)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    cral_model.save_checkpoint(
-        model,
-        path,
-        preprocessing=cral_model.PreprocessConfig(input_size=64, resize=64),
-        thresholds=[0.5] * 14,
+    return write_tiny_checkpoint(
+        tmp_path_factory.mktemp("model") / "tiny.safetensors",
         provenance={"data": "random initialisation (test)"},
         metrics={"note": "untrained"},
+        model_card="# Tiny test model\nRandom weights. Not for clinical use.\n",
     )
-    (path.parent / "MODEL_CARD.md").write_text("# Tiny test model\nRandom weights. Not for clinical use.\n")
-    return path
 
 
 def png_folder(root: Path, n: int = 3, size: int = 48) -> Path:

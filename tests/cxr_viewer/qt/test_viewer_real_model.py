@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FINISHED = {"done", "error", "viewed (no model)", "cancelled"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -11,6 +11,9 @@ from PySide6.QtCore import Qt
 from qt_support import drop_paths as _drop
 
 from cxr_viewer.core.state import SALIENCY
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FINISHED = {"done", "error", "viewed (no model)", "cancelled"}
 

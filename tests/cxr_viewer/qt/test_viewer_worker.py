@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -10,6 +10,9 @@ from PIL import Image
 from PySide6.QtCore import QObject, Signal
 
 from cxr_viewer.qt.worker import InferenceWorker, LoaderWorker, WorkerThread, make_thumbnail
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class _Sender(QObject):
