@@ -52,8 +52,14 @@ package:
 package-cpu:
 	packaging/build.sh --cpu-only $(PACKAGE_ARGS)
 
+# Static checks (issue 17): import contracts, types (mypy, strict on cral_model and cxr_viewer.core) and
+# ruff, all configured in pyproject.toml. All three run; the target fails if any of them failed.
 lint: install-test
-	$(VENV)/bin/lint-imports
+	@status=0; \
+	echo "== lint-imports"; $(VENV)/bin/lint-imports || status=1; \
+	echo "== mypy"; $(VENV)/bin/mypy || status=1; \
+	echo "== ruff check"; $(VENV)/bin/ruff check . || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
