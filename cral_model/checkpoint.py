@@ -72,7 +72,8 @@ class LoadedCheckpoint:
 
     @property
     def thresholds(self) -> list[float] | None:
-        return self.metadata["thresholds"]
+        thresholds: list[float] | None = self.metadata["thresholds"]
+        return thresholds
 
 
 def _weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:

@@ -8,8 +8,12 @@ the validation set), ``log.jsonl`` (one JSON object per epoch) and ``train.log``
 Reproducibility: with the same config, data and thread count, a CPU run gives bit-identical weights
 every time, and ``--resume`` after an interruption gives the same weights as an uninterrupted run: the
 model is seeded, the data order and every augmentation are functions of ``(seed, epoch, index)`` (see
-`cral_model.data.dataset`), deterministic algorithms are enforced, and the state holds model,
-optimizer, grad scaler and RNG states.
+`cral_model.data.dataset`), deterministic algorithms are enforced, and the state (`TrainState`)
+holds model, optimizer, grad scaler and RNG states.
+
+`fit` runs in steps: set up the data (`_make_loaders`) and what trains (`_build_trainer`), restore a
+``last.pt`` (`_restore`), then per epoch train and validate (`_run_epoch`) and select, export and save
+(`_record_epoch`).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ __all__ = [
     "STATE_FORMAT",
     "EvalResult",
     "FitResult",
+    "TrainState",
     "evaluate",
     "fit",
     "load_train_state",
@@ -167,7 +172,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (the paper's) or AdamW; AdamW leaves biases and norm weights undecayed."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -185,7 +191,7 @@ def load_splits(cfg: TrainConfig) -> DataSplits:
     if cfg.train_csv:
         csv_root = cfg.data_roots[0] if cfg.data_roots else None
         full = load_csv_dataset(cfg.train_csv, data_root=csv_root, allow_missing=cfg.allow_missing)
-        source = {"format": "csv", "train_csv": Path(cfg.train_csv).name}
+        source: dict[str, Any] = {"format": "csv", "train_csv": Path(cfg.train_csv).name}
         if cfg.val_csv:
             val = load_csv_dataset(cfg.val_csv, data_root=csv_root, allow_missing=cfg.allow_missing)
             train = full
@@ -467,8 +473,89 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
 
 
+@dataclass
+class TrainState:
+    """What ``last.pt`` holds: everything a resumed run needs to continue bit for bit.
+
+    On disk it is the plain dict of `to_dict` (tensors, numbers, strings, lists and dicts only), so
+    `load_train_state` reads it back with ``torch.load(weights_only=True)``.
+
+    Attributes:
+        epoch: epochs completed; a resumed run continues with this 0-based epoch.
+        model: state dict of the (unwrapped) model.
+        optimizer: the optimizer's state dict.
+        rng: Python, NumPy, torch and CUDA generator states (`_rng_state`).
+        config: `TrainConfig.to_dict` of the run.
+        deterministic: whether deterministic algorithms were on (informational).
+        ema: state dict of the weight average, None without ``ema_decay``.
+        scaler: state dict of the float16 grad scaler, None without one.
+        best_epoch: 1-based epoch of the current export, None before the first.
+        best_mean_auc: that epoch's selection score (validation mean AUC); None when undefined.
+        history: one record per completed epoch (the lines of ``log.jsonl``).
+    """
+
+    epoch: int
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]
+    config: dict[str, Any]
+    deterministic: bool | None = None
+    ema: dict[str, Any] | None = None
+    scaler: dict[str, Any] | None = None
+    best_epoch: int | None = None
+    best_mean_auc: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dict saved as ``last.pt`` (``format`` and ``version`` first; the key order of version 1)."""
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "model": self.model,
+            "ema": self.ema,
+            "optimizer": self.optimizer,
+            "scaler": self.scaler,
+            "rng": self.rng,
+            "best_epoch": self.best_epoch,
+            "best_mean_auc": self.best_mean_auc,
+            "history": self.history,
+            "config": self.config,
+            "deterministic": self.deterministic,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> TrainState:
+        """The inverse of `to_dict` (``ema``, ``scaler``, ``history``, ``config`` may be missing)."""
+        return cls(
+            epoch=int(state["epoch"]),
+            model=state["model"],
+            optimizer=state["optimizer"],
+            rng=state["rng"],
+            config=dict(state.get("config", {})),
+            deterministic=state.get("deterministic"),
+            ema=state.get("ema"),
+            scaler=state.get("scaler"),
+            best_epoch=state["best_epoch"],
+            best_mean_auc=state["best_mean_auc"],
+            history=list(state.get("history", [])),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TrainState:
+        """`load_train_state` as a `TrainState`."""
+        return cls.from_dict(load_train_state(path))
+
+
 def load_train_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load ``last.pt`` safely (``weights_only=True``: tensors and plain Python types only)."""
+    """Load ``last.pt`` safely (``weights_only=True``: tensors and plain Python types only).
+
+    Returns:
+        The saved dict (`TrainState.to_dict`; `TrainState.load` gives the dataclass).
+
+    Raises:
+        ValueError: not a cral-train state file, or an unsupported version.
+    """
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"{path} is not a cral-train state file")
@@ -616,6 +703,57 @@ def _bind_epoch(fn: Callable[[int, int], None] | None, epoch: int) -> Callable[[
     return call
 
 
+@dataclass
+class _Loaders:
+    """The run's data: the splits, the training sampler (reseeded every epoch) and both loaders."""
+
+    splits: DataSplits
+    train_sampler: EpochSampler
+    train: torch.utils.data.DataLoader[Any]
+    val: torch.utils.data.DataLoader[Any] | None
+
+
+@dataclass
+class _Trainer:
+    """What trains: the model (DDP-wrapped once `_distribute` ran), its optimizer, precision and average."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    precision: _Precision
+    scaler: torch.amp.GradScaler | None
+    ema: torch.optim.swa_utils.AveragedModel | None
+
+    @property
+    def scored(self) -> nn.Module:
+        """The weights validated, selected and exported: the average with ``ema_decay``, else the model."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+@dataclass
+class _Progress:
+    """Where the run stands: epochs completed, the exported epoch and its score, the epoch records."""
+
+    epoch: int = 0
+    best_epoch: int | None = None
+    best_score: float = -math.inf  # -inf: no defined score yet
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def select(self, epoch: int, score: float, *, always: bool) -> bool:
+        """Whether 0-based ``epoch`` (with selection ``score``, NaN when undefined) becomes the export.
+
+        It does when ``always`` (``export: last``), when nothing was exported yet (an all-undefined
+        validation AUC still exports something), or when its score beats the best so far.
+        """
+        improved = always or self.best_epoch is None or (not math.isnan(score) and score > self.best_score)
+        if improved:
+            self.best_epoch, self.best_score = epoch + 1, (score if not math.isnan(score) else -math.inf)
+        return improved
+
+    @property
+    def best_mean_auc(self) -> float | None:
+        return self.best_score if math.isfinite(self.best_score) else None
+
+
 def _fit(
     cfg: TrainConfig,
     out: Path,
@@ -630,11 +768,42 @@ def _fit(
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} ranks")
     per_rank_batch = cfg.batch_size // info.world_size
-
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(out)
         cfg.to_yaml(out / "config.yaml")
+    loaders = _make_loaders(cfg, info, device, per_rank_batch)
+    trainer = _build_trainer(cfg, device, build)
+    progress = _restore(resume, cfg, trainer, info) if resume is not None else _Progress()
+    _distribute(trainer, info, device)
+    if info.is_main:
+        _reset_log(out / "log.jsonl", progress.history, resumed=resume is not None)
+    for epoch in range(progress.epoch, cfg.epochs):
+        record, result = _run_epoch(cfg, epoch, trainer, loaders, info, _bind_epoch(on_step, epoch))
+        _record_epoch(
+            cfg,
+            out,
+            epoch,
+            record,
+            result,
+            trainer,
+            progress,
+            info,
+            deterministic=deterministic,
+            data_info=loaders.splits.info,
+            command=command,
+        )
+        barrier(info)
+    return FitResult(
+        output=out,
+        best_epoch=progress.best_epoch,
+        best_mean_auc=progress.best_mean_auc,
+        history=progress.history,
+    )
+
+
+def _make_loaders(cfg: TrainConfig, info: DistInfo, device: torch.device, per_rank_batch: int) -> _Loaders:
+    """Read and split the data (`load_splits`) and build this rank's training and validation loaders."""
     splits = load_splits(cfg)
     if info.is_main:
         _log.info(
@@ -683,8 +852,12 @@ def _fit(
         val_loader = make_loader(
             val_ds, val_sampler, batch_size=eval_bs, workers=cfg.workers, device=device, seed=cfg.seed
         )
+    return _Loaders(splits=splits, train_sampler=train_sampler, train=train_loader, val=val_loader)
 
-    # Model: identical initialisation on every rank (and DDP broadcasts rank 0's anyway).
+
+def _build_trainer(cfg: TrainConfig, device: torch.device, build: Callable[..., nn.Module]) -> _Trainer:
+    """Seeded model, precision, optimizer and (with ``ema_decay``) weight average, not yet DDP-wrapped."""
+    # Identical initialisation on every rank (and DDP broadcasts rank 0's anyway).
     seed_everything(cfg.seed)
     model = build(cfg.model_config()).to(device)
     use_cuda = device.type == "cuda"
@@ -697,143 +870,177 @@ def _fit(
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if amp_dtype == torch.float16:
             scaler = torch.amp.GradScaler("cuda")
-    precision = _Precision(device, amp_dtype, channels_last)
     optimizer = make_optimizer(model, cfg)
-
     ema = None
     if cfg.ema_decay is not None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         # Batch-norm running statistics are averaged too (use_buffers), so the average is usable as is.
-        ema = AveragedModel(
-            _unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
-        )
+        # get_ema_multi_avg_fn has no annotations in torch.
+        average = get_ema_multi_avg_fn(cfg.ema_decay)  # type: ignore[no-untyped-call]
+        ema = AveragedModel(_unwrap(model), multi_avg_fn=average, use_buffers=True)
+    return _Trainer(model, optimizer, _Precision(device, amp_dtype, channels_last), scaler, ema)
 
-    start_epoch, best_epoch, best_auc = 0, None, -math.inf
-    history: list[dict[str, Any]] = []
-    if resume is not None:
-        state = load_train_state(resume)
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            if state.get("ema") is None:
-                raise ValueError(f"{resume} has no weight average but this run sets ema_decay")
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        start_epoch = int(state["epoch"])
-        best_epoch = state["best_epoch"]
-        best_auc = state["best_mean_auc"] if state["best_mean_auc"] is not None else -math.inf
-        history = list(state.get("history", []))
-        saved_cfg = state.get("config", {})
+
+def _restore(
+    resume: str | os.PathLike[str], cfg: TrainConfig, trainer: _Trainer, info: DistInfo
+) -> _Progress:
+    """Load ``resume`` (a ``last.pt``) into ``trainer`` and the RNGs; return where that run stood."""
+    state = TrainState.load(resume)
+    trainer.model.load_state_dict(state.model)
+    if trainer.ema is not None:
+        if state.ema is None:
+            raise ValueError(f"{resume} has no weight average but this run sets ema_decay")
+        trainer.ema.load_state_dict(state.ema)
+    trainer.optimizer.load_state_dict(state.optimizer)
+    if trainer.scaler is not None and state.scaler:
+        trainer.scaler.load_state_dict(state.scaler)
+    _set_rng_state(state.rng)
+    if info.is_main:
+        saved_cfg = state.config
         diffs = {k: (saved_cfg.get(k), v) for k, v in cfg.to_dict().items() if saved_cfg.get(k) != v}
-        if diffs and info.is_main:
+        if diffs:
             _log.warning("resuming with config changes (saved -> now): %s", diffs)
-        if info.is_main:
-            _log.info("resumed from %s after epoch %d", resume, start_epoch)
+        _log.info("resumed from %s after epoch %d", resume, state.epoch)
+    return _Progress(
+        epoch=state.epoch,
+        best_epoch=state.best_epoch,
+        best_score=state.best_mean_auc if state.best_mean_auc is not None else -math.inf,
+        history=state.history,
+    )
 
+
+def _distribute(trainer: _Trainer, info: DistInfo, device: torch.device) -> None:
+    """Wrap the model in DistributedDataParallel when the run has several ranks."""
     if info.distributed:
-        ddp_kwargs: dict[str, Any] = {"device_ids": [device.index]} if use_cuda else {}
-        model = nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+        ddp_kwargs: dict[str, Any] = {"device_ids": [device.index]} if device.type == "cuda" else {}
+        trainer.model = nn.parallel.DistributedDataParallel(trainer.model, **ddp_kwargs)
 
-    log_path = out / "log.jsonl"
-    if info.is_main and resume is None and log_path.exists():
-        log_path.unlink()
-    elif info.is_main and resume is not None:
-        # last.pt is the record: a kill between its save and the log append would otherwise lose a line,
-        # and lines written after the state being resumed would be repeated.
-        tmp = log_path.with_name(log_path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
-        os.replace(tmp, log_path)
-    for epoch in range(start_epoch, cfg.epochs):
-        lr = cfg.lr_at(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        train_sampler.set_epoch(epoch)
-        stats = train_one_epoch(
-            model,
-            train_loader,
-            optimizer,
-            precision=precision,
-            scaler=scaler,
-            freeze_bn=cfg.freeze_bn,
-            progress=cfg.progress and info.is_main,
-            description=f"epoch {epoch + 1}/{cfg.epochs}",
-            on_step=_bind_epoch(on_step, epoch),
-            ema=ema,
+
+def _reset_log(log_path: Path, history: list[dict[str, Any]], *, resumed: bool) -> None:
+    """Start ``log.jsonl`` afresh, or (resuming) rewrite it as the resumed state's epoch records."""
+    if not resumed:
+        if log_path.exists():
+            log_path.unlink()
+        return
+    # last.pt is the record: a kill between its save and the log append would otherwise lose a line,
+    # and lines written after the state being resumed would be repeated.
+    tmp = log_path.with_name(log_path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
+    os.replace(tmp, log_path)
+
+
+def _run_epoch(
+    cfg: TrainConfig,
+    epoch: int,
+    trainer: _Trainer,
+    loaders: _Loaders,
+    info: DistInfo,
+    on_step: Callable[[int], None] | None,
+) -> tuple[dict[str, Any], EvalResult | None]:
+    """Train 0-based ``epoch`` and validate the scored weights.
+
+    Returns:
+        ``(record, result)``: the epoch's record (lr, train loss and speed, validation loss and AUCs)
+        and the validation `EvalResult` (None without a validation split).
+    """
+    lr = cfg.lr_at(epoch)
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = lr
+    loaders.train_sampler.set_epoch(epoch)
+    stats = train_one_epoch(
+        trainer.model,
+        loaders.train,
+        trainer.optimizer,
+        precision=trainer.precision,
+        scaler=trainer.scaler,
+        freeze_bn=cfg.freeze_bn,
+        progress=cfg.progress and info.is_main,
+        description=f"epoch {epoch + 1}/{cfg.epochs}",
+        on_step=on_step,
+        ema=trainer.ema,
+    )
+    (loss,) = all_reduce_mean([stats["loss"]], info)
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": loss,
+        "train_images_per_s": stats["images_per_s"] * info.world_size,
+        "train_seconds": stats["seconds"],
+    }
+    result = None
+    if loaders.val is not None and loaders.splits.val is not None:
+        result = evaluate(
+            trainer.scored,
+            loaders.val,
+            len(loaders.splits.val),
+            precision=trainer.precision,
+            info=info,
+            progress=False,
         )
-        (loss,) = all_reduce_mean([stats["loss"]], info)
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": loss,
-            "train_images_per_s": stats["images_per_s"] * info.world_size,
-            "train_seconds": stats["seconds"],
-        }
-        result = None
-        # With ema_decay the averaged weights are the model: validated, selected and exported.
-        scored = ema.module if ema is not None else model
-        if val_loader is not None and splits.val is not None:
-            result = evaluate(
-                scored, val_loader, len(splits.val), precision=precision, info=info, progress=False
-            )
-            record.update(
-                {
-                    "val_loss": result.loss,
-                    "val_mean_auc": result.mean_auc,
-                    "val_per_class_auc": result.per_class_auc,
-                }
-            )
-        score = result.mean_auc if result is not None else float(epoch)
-        improved = not math.isnan(score) and score > best_auc
-        if cfg.export == "last":  # every epoch replaces the export: the final one stays
-            improved = True
-            best_auc = score if not math.isnan(score) else -math.inf
-        if best_epoch is None and not improved:  # all-undefined validation AUC: still export something
-            improved = True
-        if improved:
-            best_epoch, best_auc = epoch + 1, (score if not math.isnan(score) else -math.inf)
-        record["best_epoch"] = best_epoch
-        history.append(_nan_to_none(record))
-        if info.is_main:
-            if improved:
-                _export_best(
-                    scored, out, cfg, epoch=epoch, result=result, data_info=splits.info, command=command
-                )
-            state = {
-                "format": STATE_FORMAT,
-                "version": STATE_VERSION,
-                "epoch": epoch + 1,
-                "model": _unwrap(model).state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": _rng_state(),
-                "best_epoch": best_epoch,
-                "best_mean_auc": best_auc if math.isfinite(best_auc) else None,
-                "history": history,
-                "config": cfg.to_dict(),
-                "deterministic": deterministic,
+        record.update(
+            {
+                "val_loss": result.loss,
+                "val_mean_auc": result.mean_auc,
+                "val_per_class_auc": result.per_class_auc,
             }
-            _atomic_torch_save(state, out / "last.pt")
-            with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(_nan_to_none(record)) + "\n")
-            val_txt = f", val mean AUC {result.mean_auc:.4f}" if result is not None else ""
-            _log.info(
-                "epoch %d/%d: lr %.2g, train loss %.4f, %.1f img/s%s%s",
-                epoch + 1,
-                cfg.epochs,
-                lr,
-                loss,
-                record["train_images_per_s"],
-                val_txt,
-                (" (exported)" if cfg.export == "last" else " (best)") if improved else "",
-            )
-        barrier(info)
-    return FitResult(
-        output=out,
-        best_epoch=best_epoch,
-        best_mean_auc=best_auc if math.isfinite(best_auc) else None,
-        history=history,
+        )
+    return record, result
+
+
+def _record_epoch(
+    cfg: TrainConfig,
+    out: Path,
+    epoch: int,
+    record: dict[str, Any],
+    result: EvalResult | None,
+    trainer: _Trainer,
+    progress: _Progress,
+    info: DistInfo,
+    *,
+    deterministic: bool,
+    data_info: dict[str, Any],
+    command: Sequence[str],
+) -> None:
+    """Select, record and save 0-based ``epoch`` (files on the main rank only).
+
+    Model selection (`_Progress.select`) runs on every rank; the main rank then exports
+    ``best.safetensors`` when the epoch was selected, saves the `TrainState` as ``last.pt`` (before
+    the log line: ``last.pt`` is the record, see `_reset_log`), appends to ``log.jsonl`` and logs.
+    """
+    score = result.mean_auc if result is not None else float(epoch)
+    improved = progress.select(epoch, score, always=cfg.export == "last")
+    record["best_epoch"] = progress.best_epoch
+    progress.history.append(_nan_to_none(record))
+    progress.epoch = epoch + 1
+    if not info.is_main:
+        return
+    if improved:
+        _export_best(trainer.scored, out, cfg, epoch=epoch, result=result, data_info=data_info, command=command)
+    state = TrainState(
+        epoch=epoch + 1,
+        model=_unwrap(trainer.model).state_dict(),
+        optimizer=trainer.optimizer.state_dict(),
+        rng=_rng_state(),
+        config=cfg.to_dict(),
+        deterministic=deterministic,
+        ema=trainer.ema.state_dict() if trainer.ema is not None else None,
+        scaler=trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        best_epoch=progress.best_epoch,
+        best_mean_auc=progress.best_mean_auc,
+        history=progress.history,
+    )
+    _atomic_torch_save(state.to_dict(), out / "last.pt")
+    with open(out / "log.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(_nan_to_none(record)) + "\n")
+    val_txt = f", val mean AUC {result.mean_auc:.4f}" if result is not None else ""
+    _log.info(
+        "epoch %d/%d: lr %.2g, train loss %.4f, %.1f img/s%s%s",
+        epoch + 1,
+        cfg.epochs,
+        record["lr"],
+        record["train_loss"],
+        record["train_images_per_s"],
+        val_txt,
+        (" (exported)" if cfg.export == "last" else " (best)") if improved else "",
     )

@@ -89,6 +89,8 @@ def _export(model: CRAL, input_size: int, dest: Path) -> None:
             external_data=False,
             verbose=False,
         )
+        if program is None:  # only the TorchScript exporter (dynamo=False) returns nothing
+            raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNX program")
         program.save(str(dest), external_data=False)
 
 
@@ -96,7 +98,7 @@ def _quantize(src: Path, dest: Path, calibration: np.ndarray) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    class _Reader(CalibrationDataReader):
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime has no type information
         def __init__(self) -> None:
             self._it = iter([{"x": calibration[i : i + 1]} for i in range(len(calibration))])
 

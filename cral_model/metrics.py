@@ -155,7 +155,9 @@ def youden_thresholds(probs: np.ndarray, targets: np.ndarray, *, default: float 
     return out
 
 
-def normal_flag_rate(probs: np.ndarray, targets: np.ndarray, thresholds: Sequence[float]) -> float:
+def normal_flag_rate(
+    probs: np.ndarray, targets: np.ndarray, thresholds: Sequence[float] | np.ndarray
+) -> float:
     """Share of "No Finding" images (all targets 0) with at least one class at or above its threshold.
 
     NaN when there is no such image.

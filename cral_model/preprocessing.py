@@ -86,10 +86,10 @@ def to_unit_float(image: np.ndarray, value_range: tuple[float, float] | None = N
         raise ValueError(f"value_range must be two different finite numbers, got {value_range}")
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == np.bool_):
         raise ValueError(f"unsupported pixel dtype {a.dtype}")
-    f = a.astype(np.float32 if a.dtype.itemsize <= 2 or a.dtype == np.float32 else np.float64)
+    f: np.ndarray = a.astype(np.float32 if a.dtype.itemsize <= 2 or a.dtype == np.float32 else np.float64)
     f = np.where(np.isfinite(f), f, lo)
-    out = (f - lo) / (hi - lo)  # hi < lo inverts (MONOCHROME1 given on stored values)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    scaled = (f - lo) / (hi - lo)  # hi < lo inverts (MONOCHROME1 given on stored values)
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:

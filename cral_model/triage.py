@@ -57,7 +57,8 @@ def flagged_mask(probabilities: ArrayLike, thresholds: ArrayLike | None = None) 
         return np.zeros(probs.size, dtype=bool)
     usable = ~np.isnan(thr)
     reached: np.ndarray = probs >= np.where(usable, thr, np.inf)
-    return usable & reached
+    mask: np.ndarray = usable & reached
+    return mask
 
 
 def triage_order(probabilities: ArrayLike, thresholds: ArrayLike | None = None) -> np.ndarray:

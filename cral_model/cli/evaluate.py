@@ -343,7 +343,8 @@ def evaluate_checkpoint(
     )
     ops = sensitivity_specificity(probs, targets, thresholds, class_names)
     abnormal = (targets > 0.5).any(axis=1)
-    flagged = (probs >= np.asarray(thresholds, dtype=np.float64)[None, :]).any(axis=1)
+    # (N,) bool; asarray because numpy's stubs type .any(axis=...) as "scalar or array"
+    flagged = np.asarray((probs >= np.asarray(thresholds, dtype=np.float64)[None, :]).any(axis=1))
     study_level = {
         "n_no_finding": int((~abnormal).sum()),
         "n_with_finding": int(abnormal.sum()),

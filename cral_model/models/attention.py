@@ -51,7 +51,8 @@ class _PreActBottleneck(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        residual: torch.Tensor = self.body(x)
+        return x + residual
 
 
 class Att1(nn.Module):

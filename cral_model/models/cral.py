@@ -54,7 +54,8 @@ class CRAL(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> F (B, N, S/32, S/32)."""
-        return self.backbone(x)
+        feats: torch.Tensor = self.backbone(x)
+        return feats
 
     def _attend(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """F -> (features the head pools, attention A (B, K or 1, h, w) or None for ``no_attention``)."""
