@@ -703,6 +703,17 @@ def _bind_epoch(fn: Callable[[int, int], None] | None, epoch: int) -> Callable[[
     return call
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one run reads: its config, output folder, rank and provenance."""
+
+    cfg: TrainConfig
+    out: Path
+    info: DistInfo
+    deterministic: bool
+    command: list[str]
+
+
 @dataclass
 class _Loaders:
     """The run's data: the splits, the training sampler (reseeded every epoch) and both loaders."""
@@ -764,6 +775,7 @@ def _fit(
     on_step: Callable[[int, int], None] | None,
     build: Callable[..., nn.Module],
 ) -> FitResult:
+    """`fit` once the device and process group are set: prepare, restore, then train epoch by epoch."""
     deterministic = _configure_runtime(cfg, device)
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} ranks")
@@ -772,6 +784,7 @@ def _fit(
         out.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(out)
         cfg.to_yaml(out / "config.yaml")
+    run = _Run(cfg, out, info, deterministic, command)
     loaders = _make_loaders(cfg, info, device, per_rank_batch)
     trainer = _build_trainer(cfg, device, build)
     progress = _restore(resume, cfg, trainer, info) if resume is not None else _Progress()
@@ -779,20 +792,8 @@ def _fit(
     if info.is_main:
         _reset_log(out / "log.jsonl", progress.history, resumed=resume is not None)
     for epoch in range(progress.epoch, cfg.epochs):
-        record, result = _run_epoch(cfg, epoch, trainer, loaders, info, _bind_epoch(on_step, epoch))
-        _record_epoch(
-            cfg,
-            out,
-            epoch,
-            record,
-            result,
-            trainer,
-            progress,
-            info,
-            deterministic=deterministic,
-            data_info=loaders.splits.info,
-            command=command,
-        )
+        record, result = _run_epoch(run, epoch, trainer, loaders, _bind_epoch(on_step, epoch))
+        _record_epoch(run, epoch, record, result, trainer, progress, data_info=loaders.splits.info)
         barrier(info)
     return FitResult(
         output=out,
@@ -931,11 +932,10 @@ def _reset_log(log_path: Path, history: list[dict[str, Any]], *, resumed: bool) 
 
 
 def _run_epoch(
-    cfg: TrainConfig,
+    run: _Run,
     epoch: int,
     trainer: _Trainer,
     loaders: _Loaders,
-    info: DistInfo,
     on_step: Callable[[int], None] | None,
 ) -> tuple[dict[str, Any], EvalResult | None]:
     """Train 0-based ``epoch`` and validate the scored weights.
@@ -944,6 +944,7 @@ def _run_epoch(
         ``(record, result)``: the epoch's record (lr, train loss and speed, validation loss and AUCs)
         and the validation `EvalResult` (None without a validation split).
     """
+    cfg, info = run.cfg, run.info
     lr = cfg.lr_at(epoch)
     for group in trainer.optimizer.param_groups:
         group["lr"] = lr
@@ -989,18 +990,14 @@ def _run_epoch(
 
 
 def _record_epoch(
-    cfg: TrainConfig,
-    out: Path,
+    run: _Run,
     epoch: int,
     record: dict[str, Any],
     result: EvalResult | None,
     trainer: _Trainer,
     progress: _Progress,
-    info: DistInfo,
     *,
-    deterministic: bool,
     data_info: dict[str, Any],
-    command: Sequence[str],
 ) -> None:
     """Select, record and save 0-based ``epoch`` (files on the main rank only).
 
@@ -1008,22 +1005,25 @@ def _record_epoch(
     ``best.safetensors`` when the epoch was selected, saves the `TrainState` as ``last.pt`` (before
     the log line: ``last.pt`` is the record, see `_reset_log`), appends to ``log.jsonl`` and logs.
     """
+    cfg, out = run.cfg, run.out
     score = result.mean_auc if result is not None else float(epoch)
     improved = progress.select(epoch, score, always=cfg.export == "last")
     record["best_epoch"] = progress.best_epoch
     progress.history.append(_nan_to_none(record))
     progress.epoch = epoch + 1
-    if not info.is_main:
+    if not run.info.is_main:
         return
     if improved:
-        _export_best(trainer.scored, out, cfg, epoch=epoch, result=result, data_info=data_info, command=command)
+        _export_best(
+            trainer.scored, out, cfg, epoch=epoch, result=result, data_info=data_info, command=run.command
+        )
     state = TrainState(
         epoch=epoch + 1,
         model=_unwrap(trainer.model).state_dict(),
         optimizer=trainer.optimizer.state_dict(),
         rng=_rng_state(),
         config=cfg.to_dict(),
-        deterministic=deterministic,
+        deterministic=run.deterministic,
         ema=trainer.ema.state_dict() if trainer.ema is not None else None,
         scaler=trainer.scaler.state_dict() if trainer.scaler is not None else None,
         best_epoch=progress.best_epoch,
