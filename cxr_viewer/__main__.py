@@ -17,11 +17,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from cxr_viewer import APP_NAME, ORG_NAME, __version__
+from cxr_viewer.core.overlay import MAP_STYLES
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["get_parser", "main"]
 
@@ -58,9 +61,10 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--map-style",
-        choices=("filled", "outline"),
+        choices=MAP_STYLES,
         default=None,
-        help="how class maps are drawn: filled colour map or outline at the threshold (default: as last used, remembered between sessions)",
+        help="how class maps are drawn: filled colour map or outline at the threshold "
+        "(default: as last used, remembered between sessions)",
     )
     parser.add_argument("--size", default="1400x860", help="with --screenshot: window size WxH")
     parser.add_argument(

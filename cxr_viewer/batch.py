@@ -3,9 +3,9 @@
 The pipeline overlaps decoding with inference: a thread pool reads files
 (:func:`cxr_viewer.core.io.load_image`) and preprocesses them (the predictor's own ``prepare``) while
 the calling thread runs the model on the previous batch (``predict_prepared``; the predictor is any
-`cxr_viewer.inference.BatchPredictor`, e.g. ``cral_model.Predictor``). Decoders (Pillow, pydicom's codecs), torch's
-resize and the model (PyTorch or ONNX Runtime) release the GIL for their heavy parts, so threads are
-enough and nothing is pickled.
+`cxr_viewer.inference.BatchPredictor`, e.g. ``cral_model.Predictor``). Decoders (Pillow, pydicom's
+codecs), torch's resize and the model (PyTorch or ONNX Runtime) release the GIL for their heavy parts,
+so threads are enough and nothing is pickled.
 
 A file that cannot be read or analysed becomes a row with its ``error``; the other files go on.
 
@@ -17,13 +17,11 @@ others, then the error rows in input order.
 from __future__ import annotations
 
 import csv
-import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +30,10 @@ from cxr_viewer.core.network_input import network_input
 from cxr_viewer.core.reasons import message_of, short_reason
 from cxr_viewer.core.scope import scope_warning
 from cxr_viewer.inference import TOP_K, BatchPredictor, PredictionLike, rank_findings, triage_score
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -46,6 +48,7 @@ __all__ = [
 #: images per forward pass, and decoding threads, unless the caller says otherwise
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_WORKERS = 2
+
 
 @dataclass(frozen=True)
 class TriageRow:

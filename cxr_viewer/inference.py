@@ -18,7 +18,6 @@ module is the viewer's only door to it (:func:`rank_findings`, :func:`triage_sco
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -30,6 +29,8 @@ from cxr_viewer.core.network_input import network_input
 from cxr_viewer.core.prediction import BatchPredictor, PredictionLike, Predictor
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cxr_viewer.core.findings import Finding, TriageRule
     from cxr_viewer.core.image import XrayImage
 

@@ -33,6 +33,14 @@ def test_the_triage_rule_and_the_pipeline_load_no_torch():
     assert not {m for m in mods if m.split(".")[0] in {"PySide6", "pyqtgraph", "torch"}}
 
 
+def test_cral_model_exports_every_lazy_name():
+    import cral_model
+
+    assert sorted(cral_model.__all__) == sorted(cral_model._HOMES)
+    for name in cral_model.__all__:
+        assert getattr(cral_model, name) is not None
+
+
 def test_one_triage_rule_for_the_model_the_viewer_and_the_csv():
     import numpy as np
 

@@ -25,14 +25,17 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cxr_viewer import __version__
 from cxr_viewer.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, collect_files, triage_files, write_csv
 from cxr_viewer.core.io import quiet_decoder_output
 from cxr_viewer.core.reasons import message_of
 from cxr_viewer.inference import NOT_FOR_CLINICAL_USE, default_model_path, fast_mode, load_predictor
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["get_parser", "main"]
 
@@ -58,10 +61,16 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1... (default: %(default)s)")
     p.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per forward pass (default: %(default)s)"
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help="images per forward pass (default: %(default)s)",
     )
     p.add_argument(
-        "--workers", type=int, default=DEFAULT_WORKERS, help="decoding threads; 0 decodes inline (default: %(default)s)"
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help="decoding threads; 0 decodes inline (default: %(default)s)",
     )
     p.add_argument(
         "--fast",

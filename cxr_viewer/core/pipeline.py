@@ -21,16 +21,19 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
-from typing import NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, NamedTuple
 
 from cxr_viewer.core.findings import Finding
-from cxr_viewer.core.image import XrayImage
-from cxr_viewer.core.io import FoundFile
 from cxr_viewer.core.prediction import PredictionLike
 from cxr_viewer.core.scope import scope_warning
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+
+    from cxr_viewer.core.image import XrayImage
+    from cxr_viewer.core.io import FoundFile
 
 __all__ = [
     "ModelStatus",
@@ -64,7 +67,9 @@ class StudyStatus(str, Enum):
         return self in _FINISHED
 
 
-_FINISHED = frozenset({StudyStatus.DONE, StudyStatus.VIEWED_NO_MODEL, StudyStatus.CANCELLED, StudyStatus.ERROR})
+_FINISHED = frozenset(
+    {StudyStatus.DONE, StudyStatus.VIEWED_NO_MODEL, StudyStatus.CANCELLED, StudyStatus.ERROR}
+)
 #: statuses of studies still waiting for the model (what the progress bar counts)
 _WAITING = frozenset({StudyStatus.QUEUED, StudyStatus.ANALYSING})
 
@@ -349,7 +354,10 @@ class StudyPipeline:
         """Queued and running studies become cancelled; returns how many. The shown study's display
         decode, if any, still completes."""
         cancelled = 0
-        waiting = [*self._pending, *(r.study_id for r in self._inflight.values() if r.kind is not RequestKind.SCAN)]
+        waiting = [
+            *self._pending,
+            *(r.study_id for r in self._inflight.values() if r.kind is not RequestKind.SCAN),
+        ]
         for sid in waiting:
             study = self.studies.get(sid)
             if study is not None and study.status in _WAITING:

@@ -9,10 +9,12 @@ checks it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
 
 __all__ = ["BatchPredictor", "PredictionLike", "Predictor", "SupportsEvidenceMap"]
 

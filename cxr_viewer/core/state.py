@@ -10,10 +10,10 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 from cxr_viewer.core.orientation import Orientation
-from cxr_viewer.core.prediction import PredictionLike
 
 if TYPE_CHECKING:
     from cxr_viewer.core.image import XrayImage
+    from cxr_viewer.core.prediction import PredictionLike
 
 __all__ = ["SALIENCY", "ViewerState"]
 

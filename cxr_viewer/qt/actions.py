@@ -7,13 +7,16 @@ the same order. Slots are looked up on the window by name, so the table is plain
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
 
 __all__ = ["MENUS", "ActionSpec", "BuiltMenu", "MenuSpec", "action_names", "build_menu", "make_action"]
 
@@ -57,6 +60,7 @@ class MenuSpec:
     submenus: tuple[tuple[str, str], ...] = field(default=())  # (window attribute, title), after the groups
 
 
+_A = ActionSpec  # short, for the table
 _OPEN = QKeySequence.StandardKey.Open
 _QUIT = QKeySequence.StandardKey.Quit
 
@@ -65,44 +69,44 @@ MENUS: tuple[MenuSpec, ...] = (
         "&File",
         (
             (
-                ActionSpec("open_files_action", "&Open files...", "open_files_dialog", _OPEN, toolbar="Open files"),
-                ActionSpec("open_folder_action", "Open &folder...", "open_folder_dialog", "Ctrl+Shift+O",
+                _A("open_files_action", "&Open files...", "open_files_dialog", _OPEN, toolbar="Open files"),
+                _A("open_folder_action", "Open &folder...", "open_folder_dialog", "Ctrl+Shift+O",
                            toolbar="Open folder"),
             ),
             (
-                ActionSpec("load_model_action", "&Load model...", "load_model_dialog", "Ctrl+L",
+                _A("load_model_action", "&Load model...", "load_model_dialog", "Ctrl+L",
                            "Load a cral-train checkpoint (*.safetensors)"),
             ),
-            (ActionSpec("clear_action", "&Clear worklist", "clear_worklist"),),
-            (ActionSpec("quit_action", "&Quit", "close", _QUIT),),
+            (_A("clear_action", "&Clear worklist", "clear_worklist"),),
+            (_A("quit_action", "&Quit", "close", _QUIT),),
         ),
     ),
     MenuSpec(
         "&View",
         (
             (
-                ActionSpec("tool_window_action", "&Window/level (left drag)", "view.set_tool", "W", toolbar="W/L",
+                _A("tool_window_action", "&Window/level (left drag)", "view.set_tool", "W", toolbar="W/L",
                            checkable=True, group="tool", args=("window",)),
-                ActionSpec("tool_pan_action", "&Pan (left drag)", "view.set_tool", "P", toolbar="Pan", checkable=True,
+                _A("tool_pan_action", "&Pan (left drag)", "view.set_tool", "P", toolbar="Pan", checkable=True,
                            group="tool", args=("pan",)),
-                ActionSpec("tool_measure_action", "&Measure length (left drag)", "view.set_tool", "M",
+                _A("tool_measure_action", "&Measure length (left drag)", "view.set_tool", "M",
                            toolbar="Measure", checkable=True, group="tool", args=("measure",)),
             ),
             (
-                ActionSpec("fit_action", "&Fit to window", "view.fit", "F", toolbar="Fit"),
-                ActionSpec("zoom_in_action", "Zoom &in", "view.zoom", "+", toolbar="Zoom +", args=(1.25,)),
-                ActionSpec("zoom_out_action", "Zoom &out", "view.zoom", "-", toolbar="Zoom -", args=(0.8,)),
-                ActionSpec("reset_view_action", "Reset &view", "view.reset_view", "Ctrl+0"),
+                _A("fit_action", "&Fit to window", "view.fit", "F", toolbar="Fit"),
+                _A("zoom_in_action", "Zoom &in", "view.zoom", "+", toolbar="Zoom +", args=(1.25,)),
+                _A("zoom_out_action", "Zoom &out", "view.zoom", "-", toolbar="Zoom -", args=(0.8,)),
+                _A("reset_view_action", "Reset &view", "view.reset_view", "Ctrl+0"),
             ),
             (
-                ActionSpec("auto_window_action", "&Auto window", "view.auto_window", "A", toolbar="Auto W/L"),
-                ActionSpec("invert_action", "&Invert", "view.set_invert", "I", toolbar="Invert", checkable=True),
-                ActionSpec("rotate_action", "&Rotate right", "view.rotate", "R", toolbar="Rotate", args=(True,)),
-                ActionSpec("rotate_left_action", "Rotate &left", "view.rotate", "Shift+R", args=(False,)),
-                ActionSpec("flip_action", "Flip &horizontal", "view.flip", "H", toolbar="Flip", args=(True,)),
-                ActionSpec("flip_v_action", "Flip &vertical", "view.flip", "V", args=(False,)),
+                _A("auto_window_action", "&Auto window", "view.auto_window", "A", toolbar="Auto W/L"),
+                _A("invert_action", "&Invert", "view.set_invert", "I", toolbar="Invert", checkable=True),
+                _A("rotate_action", "&Rotate right", "view.rotate", "R", toolbar="Rotate", args=(True,)),
+                _A("rotate_left_action", "Rotate &left", "view.rotate", "Shift+R", args=(False,)),
+                _A("flip_action", "Flip &horizontal", "view.flip", "H", toolbar="Flip", args=(True,)),
+                _A("flip_v_action", "Flip &vertical", "view.flip", "V", args=(False,)),
             ),
-            (ActionSpec("clear_measure_action", "Clear &measurement", "view.clear_measurement", "Esc"),),
+            (_A("clear_measure_action", "Clear &measurement", "view.clear_measurement", "Esc"),),
         ),
         submenus=(("preset_menu", "Window &presets"),),
     ),
@@ -110,14 +114,14 @@ MENUS: tuple[MenuSpec, ...] = (
         "&Analysis",
         (
             (
-                ActionSpec("cancel_action", "&Cancel analysis", "cancel_analysis", "Ctrl+.",
+                _A("cancel_action", "&Cancel analysis", "cancel_analysis", "Ctrl+.",
                            "Stop analysing queued studies", toolbar="Cancel analysis"),
-                ActionSpec("reanalyse_action", "&Analyse remaining", "analyse_remaining", "Ctrl+Return",
+                _A("reanalyse_action", "&Analyse remaining", "analyse_remaining", "Ctrl+Return",
                            "Queue studies that were cancelled or not yet analysed"),
             ),
             (
-                ActionSpec("next_action", "&Next study", "worklist.select_step", "Ctrl+Down", args=(1,)),
-                ActionSpec("prev_action", "&Previous study", "worklist.select_step", "Ctrl+Up", args=(-1,)),
+                _A("next_action", "&Next study", "worklist.select_step", "Ctrl+Down", args=(1,)),
+                _A("prev_action", "&Previous study", "worklist.select_step", "Ctrl+Up", args=(-1,)),
             ),
         ),
     ),
@@ -125,9 +129,9 @@ MENUS: tuple[MenuSpec, ...] = (
         "&Help",
         (
             (
-                ActionSpec("shortcuts_action", "&Mouse and keyboard...", "show_shortcuts", "F1"),
-                ActionSpec("about_model_action", "About &model...", "show_model_card"),
-                ActionSpec("about_action", "&About", "show_about"),
+                _A("shortcuts_action", "&Mouse and keyboard...", "show_shortcuts", "F1"),
+                _A("about_model_action", "About &model...", "show_model_card"),
+                _A("about_action", "&About", "show_about"),
             ),
         ),
     ),

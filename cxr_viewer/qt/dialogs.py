@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QMessageBox,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
 from cxr_viewer import APP_NAME
 from cxr_viewer.inference import ModelInfo, model_card_text
 
-__all__ = ["SHORTCUTS_TEXT", "model_card_dialog", "show_about", "show_shortcuts"]
+__all__ = [
+    "SHORTCUTS_TEXT",
+    "ask_checkpoint",
+    "ask_files",
+    "ask_folder",
+    "model_card_dialog",
+    "show_about",
+    "show_shortcuts",
+]
+
+_IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
 
 SHORTCUTS_TEXT = """Mouse on the image
   Left drag: window/level (W tool; right = wider, up = brighter), pan (P tool) or measure (M tool)
@@ -23,6 +41,24 @@ Keys
   Ctrl+O: open files    Ctrl+Shift+O: open folder    Ctrl+L: load model
 
 Files and folders can be dropped anywhere on the window."""
+
+
+def ask_files(parent: QWidget, folder: str) -> list[str]:
+    """File > Open files: the chosen files (empty when cancelled)."""
+    files, _ = QFileDialog.getOpenFileNames(parent, "Open chest X-rays", folder, _IMAGE_FILTER)
+    return list(files)
+
+
+def ask_folder(parent: QWidget, folder: str) -> str:
+    """File > Open folder: the chosen folder ("" when cancelled)."""
+    return QFileDialog.getExistingDirectory(parent, "Open a folder of chest X-rays", folder)
+
+
+def ask_checkpoint(parent: QWidget, folder: str) -> str:
+    """File > Load model: the chosen checkpoint ("" when cancelled)."""
+    filters = "Checkpoints (*.safetensors);;All files (*)"
+    path, _ = QFileDialog.getOpenFileName(parent, "Load a cral-train checkpoint", folder, filters)
+    return path
 
 
 def model_card_dialog(parent: QWidget, info: ModelInfo | None) -> QDialog:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from PySide6.QtCore import QEvent, QObject
-from PySide6.QtGui import QDropEvent
-from PySide6.QtWidgets import QWidget
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from PySide6.QtGui import QDropEvent
+    from PySide6.QtWidgets import QWidget
 
 __all__ = ["DropForwarder", "dropped_paths"]
 
@@ -34,7 +37,7 @@ class DropForwarder(QObject):
         kind = event.type()
         if kind not in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop):
             return False
-        drop = cast(QDropEvent, event)  # the three kinds are QDropEvent or its subclasses
+        drop = cast("QDropEvent", event)  # the three kinds are QDropEvent or its subclasses
         if not drop.mimeData().hasUrls():
             return False
         if kind == QEvent.Type.Drop:

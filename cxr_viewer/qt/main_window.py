@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDialog,
-    QFileDialog,
     QMainWindow,
     QMessageBox,
     QSplitter,
@@ -28,10 +26,16 @@ from PySide6.QtWidgets import (
 )
 
 from cxr_viewer import APP_NAME, ORG_NAME
-from cxr_viewer.core.image import XrayImage
-from cxr_viewer.core.io import FoundFile
 from cxr_viewer.core.orientation import Orientation
-from cxr_viewer.core.pipeline import ModelStatus, PipelineHooks, Study, StudyPipeline, StudyStatus, findings_message, scan_summary
+from cxr_viewer.core.pipeline import (
+    ModelStatus,
+    PipelineHooks,
+    Study,
+    StudyPipeline,
+    StudyStatus,
+    findings_message,
+    scan_summary,
+)
 from cxr_viewer.inference import ModelInfo, Predictor, rank_prediction
 from cxr_viewer.qt import dialogs
 from cxr_viewer.qt.actions import MENUS, build_menu
@@ -39,23 +43,24 @@ from cxr_viewer.qt.drop import DropForwarder, dropped_paths
 from cxr_viewer.qt.presets import PresetControls
 from cxr_viewer.qt.status_bar import WindowStatusBar, model_text
 from cxr_viewer.qt.view_controls import ViewControls, file_window
-from cxr_viewer.qt.window_settings import WindowSettings
 from cxr_viewer.qt.widgets.findings_panel import FindingsPanel
 from cxr_viewer.qt.widgets.image_view import ImageView
 from cxr_viewer.qt.widgets.window_controls import WindowHistogram
 from cxr_viewer.qt.widgets.worklist import Worklist
+from cxr_viewer.qt.window_settings import WindowSettings
 from cxr_viewer.qt.workers_bridge import WorkerBridge
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
+
+    from cxr_viewer.core.image import XrayImage
+    from cxr_viewer.core.io import FoundFile
 
 __all__ = ["MainWindow", "Study"]
 
 log = logging.getLogger(__name__)
-
-
-def _studies(n: int) -> str:
-    return f"{n} stud{'y' if n == 1 else 'ies'}"
-
-
-_IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
 
 
 class MainWindow(QMainWindow):
@@ -110,7 +115,9 @@ class MainWindow(QMainWindow):
 
         self._build_widgets()
         self._build_actions()
-        self._build_status_bar()
+        self.status = WindowStatusBar(self.statusBar(), self.image_view)
+        self.model_label, self.progress = self.status.model_label, self.status.progress
+        self.measure_label = self.status.measure_label
         self._start_workers(predictor_factory, cpu_threads)
         self.prefs.restore(self, self.splitter)
         if model_path is not None:
@@ -194,15 +201,12 @@ class MainWindow(QMainWindow):
             if spec.title == "&View":
                 self.presets = PresetControls(self, self.state, built.submenus["preset_menu"])
                 toolbar.addWidget(self.presets.combo)
-                self.tool_actions = {t: built.actions[f"tool_{t}_action"] for t in ("window", "pan", "measure")}
+                self.tool_actions = {
+                    t: built.actions[f"tool_{t}_action"] for t in ("window", "pan", "measure")
+                }
                 self.view.invert_action = built.actions["invert_action"]
         self.preset_combo = self.presets.combo
         self.tool_actions["window"].setChecked(True)
-
-    def _build_status_bar(self) -> None:
-        self.status = WindowStatusBar(self.statusBar(), self.image_view)
-        self.model_label, self.progress = self.status.model_label, self.status.progress
-        self.measure_label = self.status.measure_label
 
     def _start_workers(
         self, predictor_factory: Callable[[str], Predictor] | None, cpu_threads: int | str | None
@@ -222,14 +226,14 @@ class MainWindow(QMainWindow):
     # ================================================================================ opening
     def open_files_dialog(self) -> None:
         """File > Open files."""
-        files, _ = QFileDialog.getOpenFileNames(self, "Open chest X-rays", self.last_folder(), _IMAGE_FILTER)
+        files = dialogs.ask_files(self, self.last_folder())
         if files:
             self.prefs.remember_folder(files[0])
             self.open_paths(files)
 
     def open_folder_dialog(self) -> None:
         """File > Open folder (read recursively)."""
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of chest X-rays", self.last_folder())
+        folder = dialogs.ask_folder(self, self.last_folder())
         if folder:
             self.prefs.remember_folder(folder)
             self.open_paths([folder])
@@ -266,9 +270,7 @@ class MainWindow(QMainWindow):
             return
         self.status.message(scan_summary(len(added), [f for f in found if f.skipped]), 10000)
         if self.worklist.current_study() is None and added:
-            self.worklist.select_study(
-                next(sid for sid in self.worklist.study_ids_in_view_order() if self.studies[sid].status is not StudyStatus.ERROR)
-            )
+            self.worklist.select_first(lambda sid: self.studies[sid].status is not StudyStatus.ERROR)
         self.pipeline.pump()
 
     def _on_thumbnail(self, study: Study) -> None:
@@ -290,15 +292,16 @@ class MainWindow(QMainWindow):
         """Stop: queued studies become "cancelled"; answers still on their way are dropped."""
         cancelled = self.pipeline.cancel()
         if not quiet:
-            self.status.message(f"Analysis cancelled ({_studies(cancelled)})", 5000)
+            self.status.message(
+                f"Analysis cancelled ({cancelled} stud{'y' if cancelled == 1 else 'ies'})", 5000
+            )
 
     def analyse_remaining(self) -> None:
         """Queue cancelled and not-yet-analysed studies again."""
         self.pipeline.requeue(self.worklist.study_ids_in_view_order())
 
     def _on_status_changed(self, study: Study) -> None:
-        reason = study.reason if study.status is StudyStatus.ERROR else ""
-        self.worklist.set_status(study.id, study.status, reason)
+        self.worklist.set_status(study.id, study.status, study.reason)  # a reason only when failed
         self._update_progress()
 
     def _update_progress(self) -> None:
@@ -308,9 +311,7 @@ class MainWindow(QMainWindow):
     # ================================================================================ model
     def load_model_dialog(self) -> None:
         """File > Load model."""
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Load a cral-train checkpoint", self.last_folder(), "Checkpoints (*.safetensors);;All files (*)"
-        )
+        path = dialogs.ask_checkpoint(self, self.last_folder())
         if path:
             self.load_model(path)
 
@@ -412,7 +413,9 @@ class MainWindow(QMainWindow):
         if study.prediction is None:
             self.findings_panel.set_findings([], text)
         else:
-            self.findings_panel.set_findings(study.findings, text, has_saliency=study.prediction.saliency is not None)
+            self.findings_panel.set_findings(
+                study.findings, text, has_saliency=study.prediction.saliency is not None
+            )
 
     def _show_error(self, study: Study) -> None:
         self.state.update(image=None, prediction=None, selected_map=None)
@@ -444,4 +447,3 @@ class MainWindow(QMainWindow):
     def shutdown_workers(self) -> None:
         """Cancel queued requests and stop both threads, waiting for a running analysis to end."""
         self.workers.stop()
-

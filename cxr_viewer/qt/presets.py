@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QSignalBlocker
-from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QComboBox, QMainWindow, QMenu
 
-from cxr_viewer.core.image import XrayImage
-from cxr_viewer.core.state import ViewerState
 from cxr_viewer.core.windowing import WindowPreset, presets_for
 from cxr_viewer.qt.actions import make_action
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QAction
+
+    from cxr_viewer.core.image import XrayImage
+    from cxr_viewer.core.state import ViewerState
 
 __all__ = ["PresetControls"]
 

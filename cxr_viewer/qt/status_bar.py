@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
-from cxr_viewer.inference import ModelInfo
-from cxr_viewer.qt.widgets.image_view import ImageView
+if TYPE_CHECKING:
+    from cxr_viewer.inference import ModelInfo
+    from cxr_viewer.qt.widgets.image_view import ImageView
 
 __all__ = ["WindowStatusBar", "model_text"]
 
@@ -13,7 +16,9 @@ __all__ = ["WindowStatusBar", "model_text"]
 def model_text(info: ModelInfo) -> str:
     """``"Model: cral_demo.safetensors on CPU (onnxruntime-fp32)"`` (no backend for plain PyTorch)."""
     device = "CUDA" if info.device.startswith("cuda") else info.device.upper()
-    backend = f" ({info.backend})" if info.backend and not info.backend.startswith(("torch", "pytorch")) else ""
+    backend = (
+        f" ({info.backend})" if info.backend and not info.backend.startswith(("torch", "pytorch")) else ""
+    )
     return f"Model: {info.name} on {device}{backend}"
 
 
@@ -34,9 +39,13 @@ class WindowStatusBar:
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.model_label)
         image_view.pixel_info_changed.connect(self.pixel_label.setText)
-        image_view.measurement_changed.connect(lambda t: self.measure_label.setText(f"Length: {t}" if t else ""))
+        image_view.measurement_changed.connect(
+            lambda t: self.measure_label.setText(f"Length: {t}" if t else "")
+        )
 
-    def set_model(self, text: str, *, busy: bool = False, error: bool = False, tooltip: str | None = None) -> None:
+    def set_model(
+        self, text: str, *, busy: bool = False, error: bool = False, tooltip: str | None = None
+    ) -> None:
         """The model label: red for an error, grey while loading, green when a model is ready."""
         colour = "#c62828" if error else ("#555" if busy else "#1b5e20")
         self.model_label.setText(f"<span style='color:{colour}'><b>{text}</b></span>")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtGui import QAction
-
-from cxr_viewer.core.image import XrayImage
 from cxr_viewer.core.orientation import Orientation
-from cxr_viewer.core.state import ViewerState
 from cxr_viewer.core.windowing import auto_window
-from cxr_viewer.qt.widgets.image_view import ImageView
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QAction
+
+    from cxr_viewer.core.image import XrayImage
+    from cxr_viewer.core.state import ViewerState
+    from cxr_viewer.qt.widgets.image_view import ImageView
 
 __all__ = ["ViewControls", "file_window"]
 

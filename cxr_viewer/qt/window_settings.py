@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QByteArray, QSettings
-from PySide6.QtWidgets import QMainWindow, QSplitter
 
 from cxr_viewer.core.overlay import MAP_STYLES
 from cxr_viewer.core.state import ViewerState
+
+if TYPE_CHECKING:
+    import os
+
+    from PySide6.QtWidgets import QMainWindow, QSplitter
 
 __all__ = ["WindowSettings"]
 

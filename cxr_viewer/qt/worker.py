@@ -13,10 +13,9 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from cxr_viewer.core.image import XrayImage
@@ -24,6 +23,9 @@ from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image
 from cxr_viewer.core.reasons import message_of, short_reason
 from cxr_viewer.core.windowing import apply_window, auto_window
 from cxr_viewer.inference import Predictor, describe, load_predictor, model_input
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "InferenceWorker",
@@ -283,4 +285,3 @@ class WorkerThread:
             return True
         self.thread.quit()
         return bool(self.thread.wait(timeout_ms))
-

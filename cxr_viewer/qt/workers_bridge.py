@@ -4,16 +4,20 @@ workers' answers come back to the GUI thread (this QObject lives there) and into
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
-from cxr_viewer.core.image import XrayImage
-from cxr_viewer.core.io import FoundFile
-from cxr_viewer.core.pipeline import StudyPipeline
-from cxr_viewer.core.prediction import PredictionLike, Predictor
 from cxr_viewer.qt.worker import InferenceWorker, LoaderWorker, WorkerThread
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cxr_viewer.core.image import XrayImage
+    from cxr_viewer.core.io import FoundFile
+    from cxr_viewer.core.pipeline import StudyPipeline
+    from cxr_viewer.core.prediction import PredictionLike, Predictor
 
 __all__ = ["WorkerBridge"]
 

@@ -31,8 +31,13 @@ def test_round_trip_gives_identical_outputs_and_metadata(model, tmp_path):
     pre = PreprocessConfig(input_size=64, resize=72, base_size=64)
     thresholds = [0.1 * (i % 9) + 0.05 for i in range(14)]
     path = save_checkpoint(
-        model, tmp_path / "m.safetensors", preprocessing=pre, thresholds=thresholds,
-        provenance={"data": "unit test", "command": "pytest"}, metrics={"val_mean_auc": 0.5}, note="hello",
+        model,
+        tmp_path / "m.safetensors",
+        preprocessing=pre,
+        thresholds=thresholds,
+        provenance={"data": "unit test", "command": "pytest"},
+        metrics={"val_mean_auc": 0.5},
+        note="hello",
     )
     loaded = load_checkpoint(path)
     x = torch.randn(2, 3, 64, 64)

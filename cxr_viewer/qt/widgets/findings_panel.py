@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSignalBlocker, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
@@ -22,9 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxr_viewer.core.findings import Finding
 from cxr_viewer.core.overlay import COLORMAPS
 from cxr_viewer.core.state import SALIENCY, ViewerState
+
+if TYPE_CHECKING:
+    from cxr_viewer.core.findings import Finding
 
 __all__ = ["FindingsPanel"]
 

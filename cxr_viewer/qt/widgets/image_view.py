@@ -84,7 +84,9 @@ class ImageView(QWidget):
         self.overlay_item = pg.ImageItem(axisOrder="row-major", autoDownsample=False)
         self.overlay_item.setZValue(10)
         # outline style: the contour where the class map reaches its threshold, one path (NaN-separated)
-        self.outline_item = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0), width=2, cosmetic=True), connect="finite")
+        self.outline_item = pg.PlotCurveItem(
+            pen=pg.mkPen((255, 220, 0), width=2, cosmetic=True), connect="finite"
+        )
         self.outline_item.setZValue(11)
         self.outline_item.hide()
         self.view_box.addItem(self.base_item)

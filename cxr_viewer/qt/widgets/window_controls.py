@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from cxr_viewer.core.state import ViewerState
+if TYPE_CHECKING:
+    from cxr_viewer.core.state import ViewerState
 
 __all__ = ["WindowHistogram"]
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from PySide6.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QTableView, QWidget
 
 from cxr_viewer.core.pipeline import StudyStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["STATUSES", "Worklist"]
 
@@ -184,6 +189,12 @@ class Worklist(QTableView):
         index = self.proxy.mapFromSource(self.source.index(row, COL_NAME))
         self.setCurrentIndex(index)
         self.scrollTo(index)
+
+    def select_first(self, wanted: Callable[[int], bool]) -> None:
+        """Select the top study (in view order) for which ``wanted(study_id)`` is true, if any."""
+        first = next((sid for sid in self.study_ids_in_view_order() if wanted(sid)), None)
+        if first is not None:
+            self.select_study(first)
 
     def select_step(self, step: int) -> None:
         """Select the study ``step`` rows below the current one (above for negative), clamped; the top

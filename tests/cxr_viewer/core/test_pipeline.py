@@ -78,7 +78,7 @@ def _pipeline(n: int, *, model: ModelStatus = ModelStatus.READY, max_in_flight: 
         rec.hooks(), rank_prediction, max_in_flight=max_in_flight, cache_size=cache_size, model_status=model
     )
     assert pipe.scan(["/data/studies"]) == 1
-    (scan_id, paths), = rec.scans
+    ((scan_id, paths),) = rec.scans
     assert paths == ["/data/studies"]
     added = pipe.scanned(scan_id, [FoundFile(Path(f"/data/studies/{i}.png")) for i in range(n)])
     assert added is not None and [s.id for s in added] == list(range(1, n + 1))
@@ -166,7 +166,10 @@ def test_without_a_model_decoded_studies_are_viewed_and_failures_are_errors() ->
     pipe.decoded(first, _image(), np.zeros((4, 4), np.uint8))
     assert pipe.studies[1].status is StudyStatus.QUEUED  # waiting for the model that is loading
     pipe.decode_failed(second, "cannot read: truncated file")
-    assert pipe.studies[2].status is StudyStatus.ERROR and pipe.studies[2].reason == "cannot read: truncated file"
+    assert (
+        pipe.studies[2].status is StudyStatus.ERROR
+        and pipe.studies[2].reason == "cannot read: truncated file"
+    )
     assert rec.errors == [2]  # it was on screen
     pipe.model_unavailable(ModelStatus.MISSING)
     assert pipe.studies[1].status is StudyStatus.VIEWED_NO_MODEL
@@ -205,5 +208,6 @@ def test_progress_counts_and_messages() -> None:
     )
     skipped = [FoundFile(Path(f"/d/{i}.txt"), "not an image") for i in range(4)]
     assert scan_summary(1, skipped) == (
-        "Added 1 study; skipped 4 file(s) (0.txt: not an image; 1.txt: not an image; 2.txt: not an image; ...)"
+        "Added 1 study; skipped 4 file(s) "
+        "(0.txt: not an image; 1.txt: not an image; 2.txt: not an image; ...)"
     )

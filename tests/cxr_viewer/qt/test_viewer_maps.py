@@ -57,7 +57,10 @@ def test_outline_paths_surround_the_region_at_threshold():
     assert len(paths) == 1
     xs, ys = paths[0][:, 0], paths[0][:, 1]
     assert 0 < xs.min() < xs.max() < 50 and 90 < ys.min() < ys.max() < 130  # around cell (row 5, col 1)
-    assert outline_paths(heatmap_for(ViewerState(image=_image(), prediction=_prediction(0.02), selected_map=1))) == []
+    assert (
+        outline_paths(heatmap_for(ViewerState(image=_image(), prediction=_prediction(0.02), selected_map=1)))
+        == []
+    )
 
 
 def test_image_view_caption_grid_and_outline_style(qtbot):
