@@ -22,10 +22,9 @@ import secrets
 import stat
 import struct
 import subprocess
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -33,6 +32,9 @@ from torch import nn
 from cral_model.config import ConfigError, ModelConfig, PreprocessConfig
 from cral_model.labels import CLASS_NAMES
 from cral_model.models.cral import CRAL, build_model_from_config
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "FORMAT_NAME",
@@ -153,7 +155,11 @@ def save_checkpoint(
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}")
     cfg: ModelConfig = net.config
     k = cfg.num_classes
-    names = list(class_names) if class_names is not None else (list(CLASS_NAMES) if k == len(CLASS_NAMES) else None)
+    names = (
+        list(class_names)
+        if class_names is not None
+        else (list(CLASS_NAMES) if k == len(CLASS_NAMES) else None)
+    )
     if names is None or len(names) != k:
         raise ValueError(f"class_names must list {k} names")
     if preprocessing is None:
@@ -169,7 +175,9 @@ def save_checkpoint(
 
     store = _DTYPES[dtype]
     tensors = {
-        name: (t.detach().to("cpu", store) if t.is_floating_point() else t.detach().cpu()).contiguous().clone()
+        name: (t.detach().to("cpu", store) if t.is_floating_point() else t.detach().cpu())
+        .contiguous()
+        .clone()
         for name, t in net.state_dict().items()
     }
     meta = {
@@ -339,9 +347,18 @@ def _validate_metadata(meta: Any, name: str) -> dict[str, Any]:
         raise CheckpointError(f"{name}: invalid format_version {version!r}")
     if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{name}: format_version {version} is newer than this program supports ({FORMAT_VERSION}); upgrade"
+            f"{name}: format_version {version} is newer than this program supports "
+            f"({FORMAT_VERSION}); upgrade"
         )
-    required = ("model", "class_names", "preprocessing", "thresholds", "provenance", "metrics", "weights_sha256")
+    required = (
+        "model",
+        "class_names",
+        "preprocessing",
+        "thresholds",
+        "provenance",
+        "metrics",
+        "weights_sha256",
+    )
     missing = [k for k in required if k not in meta]
     if missing:
         raise CheckpointError(f"{name}: metadata lacks {missing}")
@@ -355,7 +372,8 @@ def _validate_metadata(meta: Any, name: str) -> dict[str, Any]:
         raise CheckpointError(f"{name}: class_names must be a list of non-empty strings")
     if len(names) != cfg.num_classes or len(set(names)) != len(names):
         raise CheckpointError(
-            f"{name}: {len(names)} class names (unique: {len(set(names))}) for a model with {cfg.num_classes} classes"
+            f"{name}: {len(names)} class names (unique: {len(set(names))}) "
+            f"for a model with {cfg.num_classes} classes"
         )
     meta["thresholds"] = _validate_thresholds(meta["thresholds"], cfg.num_classes)
     if not isinstance(meta["provenance"], dict) or not isinstance(meta["metrics"], dict):
@@ -382,7 +400,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
     except Exception as exc:
         raise CheckpointError(f"{p.name}: cannot read weights ({exc})") from exc
     if _weights_digest(tensors) != meta["weights_sha256"]:
-        raise CheckpointError(f"{p.name}: weights do not match their recorded SHA-256 (file altered or corrupt)")
+        raise CheckpointError(
+            f"{p.name}: weights do not match their recorded SHA-256 (file altered or corrupt)"
+        )
     cfg = ModelConfig.from_dict({**meta["model"], "pretrained": None})
     model = build_model_from_config(cfg)
     expected = model.state_dict()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["BACKBONES", "ATTENTIONS", "MODES", "ModelConfig", "PreprocessConfig", "ConfigError"]
+__all__ = ["ATTENTIONS", "BACKBONES", "MODES", "ConfigError", "ModelConfig", "PreprocessConfig"]
 
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_lite0")
 ATTENTIONS: tuple[str, ...] = ("att1", "att2")
@@ -75,7 +75,9 @@ class ModelConfig:
             raise ConfigError(f"unknown mode {self.mode!r}; choose one of {MODES}")
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise ConfigError(f"num_classes must be a positive int, got {self.num_classes!r}")
-        if self.att_channels is not None and (not isinstance(self.att_channels, int) or self.att_channels < 1):
+        if self.att_channels is not None and (
+            not isinstance(self.att_channels, int) or self.att_channels < 1
+        ):
             raise ConfigError(f"att_channels must be a positive int or None, got {self.att_channels!r}")
         if self.pretrained not in (None, "imagenet"):
             raise ConfigError(f"pretrained must be 'imagenet' or None, got {self.pretrained!r}")

@@ -30,10 +30,9 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -67,7 +66,11 @@ from cral_model.metrics import (
     per_class_auc,
     youden_thresholds,
 )
-from cral_model.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from cral_model.train_config import TrainConfig
 
 __all__ = [
     "STATE_FORMAT",
@@ -171,7 +174,9 @@ class DataSplits:
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (the paper's) or AdamW; AdamW leaves biases and norm weights undecayed."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for p in model.parameters():

@@ -20,15 +20,17 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from cral_model.models.cral import CRAL
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from cral_model.models.cral import CRAL
 
 __all__ = ["FAST_VARIANTS", "FastPathUnavailable", "OnnxRunner", "default_cache_dir", "fast_path_available"]
 

@@ -6,21 +6,24 @@ import hashlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from cral_model import triage
 from cral_model.checkpoint import load_checkpoint
-from cral_model.config import PreprocessConfig
 from cral_model.devices import resolve_device
 from cral_model.labels import CLASS_NAMES
-from cral_model.models.cral import CRAL
 from cral_model.preprocessing import preprocess
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from cral_model.config import PreprocessConfig
+    from cral_model.models.cral import CRAL
 
 __all__ = ["DEFAULT_MODEL_ENV", "Prediction", "Predictor", "default_checkpoint_path"]
 
@@ -105,7 +108,9 @@ class Prediction:
         """Findings at or above their threshold, in triage order (empty without thresholds; the rule is
         `cral_model.triage`)."""
         mask = triage.flagged_mask(self.probabilities, self.thresholds)
-        return [self.class_names[i] for i in triage.triage_order(self.probabilities, self.thresholds) if mask[i]]
+        return [
+            self.class_names[i] for i in triage.triage_order(self.probabilities, self.thresholds) if mask[i]
+        ]
 
     def triage_score(self) -> float:
         """max_c p_c / t_c (>= 1 means at least one finding is flagged); max_c p_c without thresholds
@@ -191,7 +196,10 @@ class Predictor:
         out = self.model.forward_all(probe)
         expected = (torch.sigmoid(out.logits.float()), out.attention.float(), out.evidence.float())
         got = runner.run(probe)
-        diff = max(float(np.max(np.abs(g - e.numpy()))) for g, e in zip((got[0], got[1], got[3]), expected, strict=True))
+        diff = max(
+            float(np.max(np.abs(g - e.numpy())))
+            for g, e in zip((got[0], got[1], got[3]), expected, strict=True)
+        )
         if not diff <= tolerance:
             raise RuntimeError(f"ONNX Runtime disagrees with PyTorch by {diff:.2g} on the probe batch")
 

@@ -25,12 +25,12 @@ __all__ = [
     "UndefinedAUCWarning",
     "bootstrap_auc_ci",
     "mean_auc",
+    "normal_flag_rate",
+    "normal_flag_rate_thresholds",
     "per_class_auc",
     "roc_auc",
     "roc_curve",
     "sensitivity_specificity",
-    "normal_flag_rate",
-    "normal_flag_rate_thresholds",
     "youden_thresholds",
 ]
 

@@ -23,13 +23,16 @@ never guessed from the values (no min-max scaling anywhere):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cral_model.config import PreprocessConfig
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from cral_model.config import PreprocessConfig
 
 __all__ = ["TrainTransform", "preprocess", "preprocess_batch", "to_unit_float", "train_transform"]
 
@@ -121,8 +124,9 @@ def preprocess(
 ) -> torch.Tensor:
     """The evaluation/inference transform.
 
-    Grey [0, 1] (`to_unit_float`, with ``value_range`` when the dtype has no stated range) -> resize to ``base_size`` (if set) -> resize to ``resize`` x ``resize``
-    -> centre crop ``input_size`` -> replicate to ``channels`` -> ``(x - mean) / std``.
+    Grey [0, 1] (`to_unit_float`, with ``value_range`` when the dtype has no stated range) -> resize to
+    ``base_size`` (if set) -> resize to ``resize`` x ``resize`` -> centre crop ``input_size`` -> replicate
+    to ``channels`` -> ``(x - mean) / std``.
 
     Returns:
         float32 tensor (C, input_size, input_size).
@@ -146,8 +150,9 @@ class TrainTransform:
     outside the image) and a random contrast/brightness change of up to ``intensity`` (in [0, 1] grey
     units, clipped); with probability ``downscale`` the image first passes through a random lower
     resolution (side log-uniform in [``downscale_min``, ``resize``]) and back, so that sharpness says
-    nothing about the label when training data mixes resolutions. Randomness comes from torch's global generator (seed it, and seed each DataLoader
-    worker). With ``rotate`` and ``intensity`` off, the draws are exactly those of crop + flip.
+    nothing about the label when training data mixes resolutions. Randomness comes from torch's global
+    generator (seed it, and seed each DataLoader worker). With ``rotate`` and ``intensity`` off, the draws
+    are exactly those of crop + flip.
     """
 
     def __init__(

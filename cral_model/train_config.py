@@ -41,8 +41,8 @@ class TrainConfig:
         resized crop area range), hflip, rotate (maximum random rotation in degrees, 0 = off),
         intensity (random contrast and brightness change of up to this fraction, 0 = off),
         downscale (probability of a resolution jitter: through a random side in [downscale_min, resize]
-        and back; for data that mixes resolutions, so that sharpness cannot stand in for the label). The paper's
-        recipe is crop + flip only; rotate/intensity are extra regularisation for tiny data sets.
+        and back; for data that mixes resolutions, so that sharpness cannot stand in for the label). The
+        paper's recipe is crop + flip only; rotate/intensity are extra regularisation for tiny data sets.
     Optimisation: epochs, batch_size (global: split evenly over distributed ranks), optimizer (``sgd``,
         the paper's, with ``momentum``; or ``adamw``, decoupled weight decay, for fine-tuning a small
         pretrained backbone on little data), lr, momentum, weight_decay, lr_schedule (``step``: lr_steps
@@ -147,7 +147,9 @@ class TrainConfig:
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
         if self.threshold_rule not in ("youden", "normal_flag_rate"):
-            raise ConfigError(f"threshold_rule must be 'youden' or 'normal_flag_rate', got {self.threshold_rule!r}")
+            raise ConfigError(
+                f"threshold_rule must be 'youden' or 'normal_flag_rate', got {self.threshold_rule!r}"
+            )
         if not 0.0 <= self.max_normal_flag_rate <= 1.0:
             raise ConfigError(f"max_normal_flag_rate must be in [0, 1], got {self.max_normal_flag_rate}")
         if self.export not in ("best", "last"):

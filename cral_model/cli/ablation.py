@@ -19,13 +19,15 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cral_model.cli._defaults import param_default
 from cral_model.cli.evaluate import evaluate_checkpoint, load_eval_images
 from cral_model.config import MODES
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["get_parser", "main"]
 

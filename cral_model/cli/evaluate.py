@@ -23,14 +23,16 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cral_model.cli._defaults import field_default, param_default
 from cral_model.config import ModelConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["evaluate_checkpoint", "get_parser", "load_eval_images", "main", "write_table"]
 
@@ -113,13 +115,19 @@ def load_eval_images(
 
     roots = [data_root] if isinstance(data_root, str) else list(data_root or [])
     if csv_path:
-        images = load_csv_dataset(csv_path, data_root=roots[0] if roots else None, allow_missing=allow_missing)
+        images = load_csv_dataset(
+            csv_path, data_root=roots[0] if roots else None, allow_missing=allow_missing
+        )
         return images, {"source": "csv", "csv": Path(csv_path).name, "n_missing": images.n_missing}
     if not roots:
         raise ValueError("--data-root is required (or --csv)")
     data_root = roots
     names = [Path(r).resolve().name for r in roots]
-    info: dict[str, Any] = {"source": "nih", "data_root": names[0] if len(names) == 1 else names, "split": split}
+    info: dict[str, Any] = {
+        "source": "nih",
+        "data_root": names[0] if len(names) == 1 else names,
+        "split": split,
+    }
     if split == "test":
         images = load_nih_split(data_root, "test", labels_dir=labels_dir, allow_missing=allow_missing)
     else:

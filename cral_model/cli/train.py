@@ -20,13 +20,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cral_model.cli._defaults import default_help
 from cral_model.config import ATTENTIONS, BACKBONES, MODES, ConfigError
 from cral_model.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["get_parser", "main", "resolve_config"]
 
@@ -55,7 +57,10 @@ def get_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--data-root",
         nargs="+",
-        help="NIH ChestX-ray14 root: images anywhere below it, found by file name; several roots pool their images",
+        help=(
+            "NIH ChestX-ray14 root: images anywhere below it, found by file name; "
+            "several roots pool their images"
+        ),
     )
     d.add_argument(
         "--labels-dir",

@@ -11,14 +11,16 @@ workers, and a resumed run sees exactly the samples and augmentations of an unin
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from cral_model.data.nih import LabeledImages
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from cral_model.data.nih import LabeledImages
 
 __all__ = ["EpochSampler", "ImageDataset", "load_image", "sample_seed"]
 

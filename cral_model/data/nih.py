@@ -27,21 +27,24 @@ import gzip
 import io
 import logging
 import os
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cral_model.labels import CLASS_NAMES
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = [
     "DATA_ENTRY_NAMES",
     "IMAGE_SUFFIXES",
     "LabeledImages",
     "MissingImagesError",
-    "find_label_file",
     "data_roots",
+    "find_label_file",
     "index_image_roots",
     "index_images",
     "load_csv_dataset",
@@ -348,7 +351,11 @@ def load_nih_split(
         raise ValueError(f"{len(unknown)} names in {list_path} are not in {entry_path} (e.g. {unknown[:3]})")
     index = image_index if image_index is not None else index_image_roots(roots)
     present, paths, missing = _resolve_present(
-        names, index, what=f"the {split} list", root=root if len(roots) == 1 else roots, allow_missing=allow_missing
+        names,
+        index,
+        what=f"the {split} list",
+        root=root if len(roots) == 1 else roots,
+        allow_missing=allow_missing,
     )
     kept = [names[i] for i in present]
     labels = np.stack([entries[n][0] for n in kept]).astype(np.float32)

@@ -160,7 +160,10 @@ class CategoryResidualHead(nn.Module):
 
 
 def class_agnostic_map(feats: torch.Tensor) -> torch.Tensor:
-    """max over channels of |F|, scaled to [0, 1] per image (the paper's Fig. 5): (B, N, h, w) -> (B, h, w)."""
+    """max over channels of |F|, scaled to [0, 1] per image (the paper's Fig. 5).
+
+    (B, N, h, w) -> (B, h, w).
+    """
     m = feats.detach().abs().amax(dim=1)
     lo = m.flatten(1).amin(1)[:, None, None]
     hi = m.flatten(1).amax(1)[:, None, None]

