@@ -259,6 +259,17 @@ def _same_weights(a: Path, b: Path) -> bool:
     return wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa)
 
 
+def _val_eval_args(
+    checkpoint: Path, roots: Sequence[Path], labels: Path, out: Path, bootstrap: int
+) -> list[str]:
+    """``cral-eval`` arguments for one checkpoint on the validation split (no progress bar, no workers)."""
+    return [
+        str(checkpoint),
+        *("--split", "val", "--data-root", *map(str, roots), "--labels-dir", str(labels), "--allow-missing"),
+        *("--output", str(out), "--bootstrap", str(bootstrap), "--workers", "0", "--no-progress"),
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -292,25 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         ckpt = runs / name / "best.safetensors"
         out = runs / name / "eval_val"
-        rc = eval_main(
-            [
-                str(ckpt),
-                "--split",
-                "val",
-                "--data-root",
-                *map(str, roots),
-                "--labels-dir",
-                str(labels),
-                "--allow-missing",
-                "--output",
-                str(out),
-                "--bootstrap",
-                str(args.bootstrap),
-                "--workers",
-                "0",
-                "--no-progress",
-            ]
-        )
+        rc = eval_main(_val_eval_args(ckpt, roots, labels, out, args.bootstrap))
         if rc != 0:
             raise RuntimeError(f"cral-eval of {ckpt} failed (exit {rc})")
         evals[name] = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
@@ -391,25 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_card="MODEL_CARD.md",
     )
     shipped_eval = runs / shipped_run / "eval_val_shipped"
-    eval_main(
-        [
-            str(shipped),
-            "--split",
-            "val",
-            "--data-root",
-            *map(str, roots),
-            "--labels-dir",
-            str(labels),
-            "--allow-missing",
-            "--output",
-            str(shipped_eval),
-            "--bootstrap",
-            "0",
-            "--workers",
-            "0",
-            "--no-progress",
-        ]
-    )
+    eval_main(_val_eval_args(shipped, roots, labels, shipped_eval, bootstrap=0))
     shipped_metrics = json.loads((shipped_eval / "metrics.json").read_text(encoding="utf-8"))
     samples = sample_flags(shipped, shared / "chestxray14-fullres-samples", entries)
     summary = {

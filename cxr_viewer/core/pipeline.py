@@ -48,7 +48,14 @@ __all__ = [
 ]
 
 
-class StudyStatus(str, Enum):
+class _TextEnum(str, Enum):
+    """An enum whose members are their text (they compare equal to it and print as it)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class StudyStatus(_TextEnum):
     """Where a study is; the value is the text the worklist shows (and compares equal to it)."""
 
     QUEUED = "queued"
@@ -57,9 +64,6 @@ class StudyStatus(str, Enum):
     VIEWED_NO_MODEL = "viewed (no model)"
     CANCELLED = "cancelled"
     ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def finished(self) -> bool:
@@ -74,7 +78,7 @@ _FINISHED = frozenset(
 _WAITING = frozenset({StudyStatus.QUEUED, StudyStatus.ANALYSING})
 
 
-class ModelStatus(str, Enum):
+class ModelStatus(_TextEnum):
     """The model's state: loading, ready, or none (missing: no checkpoint; failed: it did not load)."""
 
     LOADING = "loading"
@@ -82,16 +86,13 @@ class ModelStatus(str, Enum):
     MISSING = "missing"
     FAILED = "failed"
 
-    def __str__(self) -> str:
-        return self.value
-
     @property
     def unavailable(self) -> bool:
         """No model and none coming: studies are viewed without findings."""
         return self in (ModelStatus.MISSING, ModelStatus.FAILED)
 
 
-class RequestKind(str, Enum):
+class RequestKind(_TextEnum):
     """What a request asked a worker for."""
 
     SCAN = "scan"  # walk dropped paths

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.predictions import FakePrediction
 
 from cxr_viewer.core.image import XrayImage
 from cxr_viewer.core.io import FoundFile
@@ -25,19 +26,10 @@ from cxr_viewer.inference import rank_prediction
 NAMES = ("Atelectasis", "Effusion", "Nodule")
 
 
-@dataclass(frozen=True)
-class _Prediction:
-    class_names: tuple[str, ...]
-    probabilities: np.ndarray
-    attention: np.ndarray
-    saliency: np.ndarray
-    thresholds: np.ndarray | None
-
-
-def _prediction(probs: list[float], thresholds: list[float] | None = (0.5, 0.5, 0.5)) -> _Prediction:
+def _prediction(probs: list[float], thresholds: list[float] | None = (0.5, 0.5, 0.5)) -> FakePrediction:
     att = np.zeros((3, 2, 2), np.float32)
     thr = None if thresholds is None else np.asarray(thresholds, np.float32)
-    return _Prediction(NAMES, np.asarray(probs, np.float32), att, att[0], thr)
+    return FakePrediction(NAMES, np.asarray(probs, np.float32), att, att[0], thr)
 
 
 def _image(name: str = "a.png") -> XrayImage:
@@ -182,7 +174,7 @@ def test_malformed_output_fails_the_study_and_stale_scans_and_closing_drop_every
     pipe, rec = _pipeline(2)
     pipe.pump()
     pipe.decoded(rec.decodes[0][0], _image(), np.zeros((4, 4), np.uint8))
-    bad = _Prediction(NAMES[:2], np.zeros(3, np.float32), np.zeros((3, 1, 1)), np.zeros((1, 1)), None)
+    bad = FakePrediction(NAMES[:2], np.zeros(3, np.float32), np.zeros((3, 1, 1)), np.zeros((1, 1)), None)
     pipe.result(rec.analyses[0][0], bad)
     assert pipe.studies[1].status is StudyStatus.ERROR
     assert pipe.studies[1].reason.startswith("malformed model output")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+from helpers.predictions import FakePrediction
 from qt_support import close_main_window, open_main_window
 
 if TYPE_CHECKING:
@@ -17,15 +17,6 @@ if TYPE_CHECKING:
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 NAMES = tuple(f"Finding_{i}" for i in range(14))
-
-
-@dataclass(frozen=True)
-class FakePrediction:
-    class_names: tuple[str, ...]
-    probabilities: np.ndarray
-    attention: np.ndarray
-    saliency: np.ndarray
-    thresholds: np.ndarray | None
 
 
 class FakePredictor:
