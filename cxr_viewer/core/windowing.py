@@ -2,10 +2,16 @@
 
 Every function here takes its input read-only, returns a new float32 array, and has no hidden state.
 They are for *display*; the model's preprocessing lives in ``cral_model`` and is never mixed in here.
+
+Any finite values are handled, including ranges that overflow float32 (pixels spanning -3e38..3e38,
+values near the float32 maximum after a rescale): the arithmetic switches to float64 where float32
+could overflow or lose the window, and window widths and spans are computed in float64.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +27,7 @@ __all__ = [
     "apply_voi_lut_table",
     "apply_window",
     "auto_window",
+    "display_histogram",
     "full_range_window",
     "invert_monochrome1",
     "presets_for",
@@ -29,6 +36,33 @@ __all__ = [
 ]
 
 _MIN_WIDTH = 1e-6
+#: ... and at least this fraction of the values' magnitude, so that both ends of a window stay distinct
+#: in float64 (1e-6 is below the spacing of float64 values beyond about 4e9)
+_REL_MIN_WIDTH = 2.0**-40
+#: the largest window width (and span) handed out: any finite float64
+_MAX_WIDTH = sys.float_info.max
+#: float32 arithmetic is used only while every value, the window's ends and its width stay below this
+#: (float32 overflows at 3.4e38; differences of two such values stay far below it)
+_FLOAT32_SAFE = 1e37
+#: ... and while the width is at least this fraction of the window ends' magnitude (else rounding the
+#: window's low end to float32 would move it by more than a small part of the width)
+_FLOAT32_REL_WIDTH = 1e-4
+
+
+def _min_width(value: float) -> float:
+    """The narrowest window around ``value``: 1e-6, or wider where float64 cannot resolve that."""
+    return max(_MIN_WIDTH, abs(value) * _REL_MIN_WIDTH) if math.isfinite(value) else _MIN_WIDTH
+
+
+def _float32_is_enough(values: np.ndarray, low: float, width: float) -> bool:
+    """Whether ``(values - low) / width`` can be computed in float32 without overflow or a lost window."""
+    edge = max(abs(low), abs(low + width))
+    if not (edge < _FLOAT32_SAFE and width < _FLOAT32_SAFE and width >= _FLOAT32_REL_WIDTH * edge):
+        return False
+    if values.size == 0 or (values.dtype.kind in "biu" and values.dtype.itemsize <= 2):
+        return True
+    # NaN or inf make these comparisons False: float64 then (nan_to_num handles them either way)
+    return bool(np.max(values) < _FLOAT32_SAFE and np.min(values) > -_FLOAT32_SAFE)
 
 
 def apply_window(pixels: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -37,15 +71,24 @@ def apply_window(pixels: np.ndarray, center: float, width: float) -> np.ndarray:
     Args:
         pixels: any real array (typically float32 (H, W)); not modified.
         center: window centre, in the same units as ``pixels``.
-        width: window width (> 0); smaller values are clamped to a tiny positive width.
+        width: window width (> 0); smaller values are clamped to a tiny positive width (1e-6, or a
+            2^-40 fraction of ``center`` where that is larger).
 
     Returns:
         float32 array, same shape, in [0, 1]: ``center - width/2`` maps to 0, ``center + width/2`` to 1.
-        NaN inputs map to 0.
+        NaN inputs map to 0. Computed in float32 when that is exact enough, else in float64 (values or a
+        window beyond float32's range, or a window narrow for the magnitude of its values).
     """
-    width = max(float(width), _MIN_WIDTH)
-    low = float(center) - width / 2.0
-    out = (np.asarray(pixels, dtype=np.float32) - np.float32(low)) / np.float32(width)
+    center, width = float(center), float(width)
+    min_width = _min_width(center)
+    width = min(width, _MAX_WIDTH) if width >= min_width else min_width  # NaN: the minimum too
+    low = center - width / 2.0
+    arr = np.asarray(pixels)
+    if _float32_is_enough(arr, low, width):
+        out = (np.asarray(arr, dtype=np.float32) - np.float32(low)) / np.float32(width)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 input beyond float64's span
+            out = (np.asarray(arr, dtype=np.float64) - low) / width
     out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
     return np.asarray(np.clip(out, 0.0, 1.0, out=out), dtype=np.float32)
 
@@ -72,20 +115,25 @@ def auto_window(pixels: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5
         high_pct: upper percentile in (low_pct, 100].
 
     Returns:
-        ``(center, width)``; width is at least 1e-6. ``(0.5, 1.0)`` for an array with no finite values.
+        ``(center, width)``, finite; width is at least 1e-6, or a 2^-40 fraction of the values'
+        magnitude where that is larger (so both ends stay distinct), and at most the float64 maximum, for
+        float64 input spanning more than that). ``(0.5, 1.0)`` for an array with no finite values.
     """
     arr = np.asarray(pixels)
     if arr.size > 512 * 512:  # percentiles of ~260k samples are as good as of 4M, and 15x faster
         step = int(np.ceil(np.sqrt(arr.size / (512 * 512))))
         arr = arr[::step, ::step] if arr.ndim == 2 else arr.ravel()[:: step * step]
-    finite = arr[np.isfinite(arr)]
+    finite = arr[np.isfinite(arr)].astype(np.float64)  # float32 differences could overflow
     if finite.size == 0:
         return 0.5, 1.0
-    lo, hi = np.percentile(finite, [low_pct, high_pct])
+    lo, hi = (float(v) for v in np.percentile(finite, [low_pct, high_pct]))
     if hi - lo < _MIN_WIDTH:
         lo, hi = float(finite.min()), float(finite.max())
-    width = max(float(hi - lo), _MIN_WIDTH)
-    return float(lo) + width / 2.0, width
+    width = hi - lo
+    if not math.isfinite(width):  # float64 input spanning more than the float64 maximum
+        return lo / 2.0 + hi / 2.0, _MAX_WIDTH
+    width = max(width, _min_width(max(abs(lo), abs(hi))))
+    return lo + width / 2.0, width
 
 
 def full_range_window(pixels: np.ndarray) -> tuple[float, float]:
@@ -104,12 +152,14 @@ def apply_voi_lut_table(modality_values: np.ndarray, lut: VoiLut) -> np.ndarray:
         float32 array in [0, 1]; the LUT output range ``[min(table), max(table)]`` maps onto [0, 1].
         (MONOCHROME1 images: invert the result with ``1 - out`` for display.)
     """
-    table = np.asarray(lut.table, dtype=np.float32)
-    idx = np.asarray(modality_values, dtype=np.float64) - float(lut.first_mapped)
-    idx = np.clip(np.nan_to_num(idx, nan=0.0), 0, table.size - 1).astype(np.intp)
-    out = table[idx]
+    table = np.asarray(lut.table, dtype=np.float64)  # the table is small: normalise it, then index
     lo, hi = float(table.min()), float(table.max())
-    return np.asarray((out - lo) / max(hi - lo, _MIN_WIDTH), dtype=np.float32)
+    span = min(max(hi - lo, _MIN_WIDTH), _MAX_WIDTH)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = np.clip(np.nan_to_num((table - lo) / span, nan=0.0), 0.0, 1.0).astype(np.float32)
+        idx = np.asarray(modality_values, dtype=np.float64) - float(lut.first_mapped)
+    idx = np.clip(np.nan_to_num(idx, nan=0.0), 0, table.size - 1).astype(np.intp)
+    return np.asarray(norm[idx], dtype=np.float32)
 
 
 def voi_lut_display(image: XrayImage) -> np.ndarray | None:
@@ -120,9 +170,9 @@ def voi_lut_display(image: XrayImage) -> np.ndarray | None:
     """
     if image.voi_lut is None:
         return None
-    values = image.pixels
-    if image.inverted:
-        values = invert_monochrome1(values, image.inversion_pivot)
+    values: np.ndarray = image.pixels
+    if image.inverted:  # in float64: pivot - value can overflow float32 for values near its maximum
+        values = float(image.inversion_pivot) - values.astype(np.float64)
     out = apply_voi_lut_table(values, image.voi_lut)
     return (1.0 - out).astype(np.float32) if image.inverted else out
 
@@ -142,12 +192,58 @@ def window_from_drag(
         value_range: the span of the image values, for the sensitivity.
 
     Returns:
-        ``(center, width)`` with width kept above a tiny positive minimum.
+        ``(center, width)``, finite, with width kept above a tiny positive minimum (any finite
+        ``value_range`` works, e.g. 6.8e38 for values spanning float32's range).
     """
-    step = max(float(value_range), _MIN_WIDTH) / 1000.0
-    new_width = max(width + dx * step * 2.0, step)
-    new_center = center + dy * step
-    return float(new_center), float(new_width)
+    value_range = float(value_range)
+    value_range = min(value_range, _MAX_WIDTH) if value_range >= _MIN_WIDTH else _MIN_WIDTH
+    step = max(value_range / 1000.0, _min_width(float(center)))
+    new_width = min(max(float(width) + float(dx) * step * 2.0, step), _MAX_WIDTH)
+    new_center = float(center) + float(dy) * step
+    if not math.isfinite(new_center):  # only at the float64 limit: stay where we were
+        new_center = float(center)
+    return new_center, new_width
+
+
+def display_histogram(
+    pixels: np.ndarray, bins: int = 256, max_samples: int = 250_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """A histogram of the finite pixel values, for the window controls.
+
+    Args:
+        pixels: any real array (typically float32 (H, W)); not modified. Subsampled on a regular grid
+            to about ``max_samples`` values.
+        bins: number of equal-width bins.
+        max_samples: the subsample size.
+
+    Returns:
+        ``(counts, edges)``: int64 ``(bins,)`` and float64 ``(bins + 1,)``, strictly increasing and
+        finite for any finite values (computed in float64: a float32 range can overflow); a constant
+        image gets a small range around its value. Empty arrays when there is no finite value.
+    """
+    arr = np.asarray(pixels)
+    step = max(1, int(math.sqrt(arr.size / max_samples)))
+    sample = arr[::step, ::step] if arr.ndim == 2 else arr.ravel()[:: step * step]
+    sample = sample[np.isfinite(sample)].astype(np.float64)
+    if sample.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    lo, hi = float(sample.min()), float(sample.max())
+    lo, hi = _distinct_range(lo, hi, bins)
+    if not math.isfinite(hi - lo):  # float64 input spanning more than the float64 maximum
+        sample = sample / 2.0
+        counts, edges = np.histogram(sample, bins=bins, range=(lo / 2.0, hi / 2.0))
+        return counts.astype(np.int64), edges * 2.0
+    counts, edges = np.histogram(sample, bins=bins, range=(lo, hi))
+    return counts.astype(np.int64), edges
+
+
+def _distinct_range(lo: float, hi: float, bins: int) -> tuple[float, float]:
+    """``(lo, hi)`` widened when needed so that ``bins`` equal bins have distinct float64 edges."""
+    min_span = max(1.0, abs(lo), abs(hi)) * 1e-12 * bins
+    if hi - lo >= min_span:
+        return lo, hi
+    mid = lo / 2.0 + hi / 2.0
+    return max(mid - min_span, -_MAX_WIDTH), min(mid + min_span, _MAX_WIDTH)
 
 
 @dataclass(frozen=True)

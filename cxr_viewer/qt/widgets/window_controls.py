@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from cxr_viewer.core.windowing import display_histogram
 
 if TYPE_CHECKING:
     from cxr_viewer.core.state import ViewerState
@@ -14,12 +17,14 @@ if TYPE_CHECKING:
 __all__ = ["WindowHistogram"]
 
 _BINS = 256
+_MAX = float(np.finfo(np.float64).max)
 
 
 class WindowHistogram(QWidget):
     """Pixel-value histogram (log counts); drag the region or its edges to set the window.
 
-    Reads ``state.image`` / ``state.window`` and writes ``state.window`` back.
+    Reads ``state.image`` / ``state.window`` and writes ``state.window`` back. Any finite pixel values
+    work, including ranges beyond float32's (the histogram and the ranges are computed in float64).
     """
 
     def __init__(self, state: ViewerState, parent: QWidget | None = None) -> None:
@@ -62,17 +67,10 @@ class WindowHistogram(QWidget):
         self.setVisible(image is not None)
         if image is None:
             return
-        px = image.pixels
-        step = max(1, int(np.sqrt(px.size / 250_000)))
-        sample = px[::step, ::step]
-        sample = sample[np.isfinite(sample)]
-        if sample.size == 0:
+        counts, edges = display_histogram(image.pixels, bins=_BINS)
+        if counts.size == 0:
             return
-        lo, hi = float(sample.min()), float(sample.max())
-        if hi <= lo:
-            hi = lo + 1.0
-        counts, edges = np.histogram(sample, bins=_BINS, range=(lo, hi))
-        self._data_range = (lo, hi)
+        self._data_range = (float(edges[0]), float(edges[-1]))
         self.curve.setData(edges, np.log1p(counts.astype(np.float64)))
 
     def _update_region(self) -> None:
@@ -84,15 +82,19 @@ class WindowHistogram(QWidget):
         try:
             self.region.setRegion((lo, hi))
             x0, x1 = min(lo, self._data_range[0]), max(hi, self._data_range[1])
-            pad = 0.02 * (x1 - x0)
-            self.plot.setXRange(x0 - pad, x1 + pad, padding=0)
+            pad = 0.02 * (x1 / 2.0 - x0 / 2.0)  # halves: the span itself may overflow float64
+            self.plot.setXRange(max(x0 - 2.0 * pad, -_MAX), min(x1 + 2.0 * pad, _MAX), padding=0)
         finally:
             self._updating = False
 
     def _region_changed(self) -> None:
         if self._updating or self.state.image is None:
             return
-        lo, hi = self.region.getRegion()
-        if hi - lo <= 0:
+        lo, hi = (float(v) for v in self.region.getRegion())
+        width = hi - lo
+        if not width > 0 or not math.isfinite(lo) or not math.isfinite(hi):
             return
-        self.state.update(window=((lo + hi) / 2.0, hi - lo), use_voi_lut=False)
+        center = (lo + hi) / 2.0
+        if not math.isfinite(center):  # lo + hi overflowed float64
+            center = lo / 2.0 + hi / 2.0
+        self.state.update(window=(center, min(width, _MAX)), use_voi_lut=False)
