@@ -7,7 +7,12 @@ the calling thread runs the model on the previous batch (``predict_prepared``; t
 codecs), torch's resize and the model (PyTorch or ONNX Runtime) release the GIL for their heavy parts,
 so threads are enough and nothing is pickled.
 
-A file that cannot be read or analysed becomes a row with its ``error``; the other files go on.
+A file that cannot be read or analysed becomes a row with its ``error``; the other files go on, and so
+does a folder that could not be listed.
+
+The CSV is safe to open in a spreadsheet and to decode as UTF-8 (:func:`write_csv`): file names are any
+bytes, so those that are not UTF-8 are written with ``\\xNN`` escapes (:func:`printable_text`), and a text
+cell that a spreadsheet would run as a formula is prefixed with ``'`` (:func:`csv_text`).
 
 Rows are sorted by triage score (highest first, see :func:`cxr_viewer.inference.triage_score`),
 studies whose DICOM header puts them outside the model's scope (:mod:`cxr_viewer.core.scope`) after the
@@ -16,7 +21,7 @@ others, then the error rows in input order.
 
 from __future__ import annotations
 
-import csv
+import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +46,8 @@ __all__ = [
     "TriageRow",
     "collect_files",
     "csv_header",
+    "csv_text",
+    "printable_text",
     "triage_files",
     "write_csv",
 ]
@@ -48,6 +55,12 @@ __all__ = [
 #: images per forward pass, and decoding threads, unless the caller says otherwise
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_WORKERS = 2
+
+#: first characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection"); line feed
+#: too, which some importers drop before looking
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+#: characters that make a CSV cell need quotes
+_NEEDS_QUOTES = re.compile('[,"\r\n]')
 
 
 @dataclass(frozen=True)
@@ -80,16 +93,25 @@ def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, s
 
     A file named on the command line is always listed (with its reason when it is not an image, so it
     gets an error row); inside folders, files that are not images at all (a README, a DICOMDIR) are left
-    out silently, the way the viewer's worklist does.
+    out silently, the way the viewer's worklist does. Every other reason is kept: an unreadable file, a
+    sub-folder that could not be listed or a path too long to open is a row, so nothing vanishes from
+    the results and the counts.
     """
+    paths = list(paths)
     named = {Path(p) for p in paths if not Path(p).is_dir()}
     out: list[tuple[Path, str]] = []
     for found in iter_study_files(paths):
         reason = found.skip_reason or ""
-        if reason and found.path not in named and not reason.startswith("unreadable"):
+        if reason and found.path not in named and _not_an_image(reason):
             continue
         out.append((found.path, reason))
     return out
+
+
+def _not_an_image(reason: str) -> bool:
+    """True for the reasons :func:`cxr_viewer.core.io.iter_study_files` gives to files that were read
+    and are not images (as opposed to things it could not read or list)."""
+    return "not an image" in reason and not reason.startswith("unreadable")
 
 
 def _load_one(path: Path, prepare: Callable[[np.ndarray], Any]) -> tuple[Any, str, str]:
@@ -230,22 +252,67 @@ def csv_header(class_names: Sequence[str]) -> list[str]:
     return ["file", "error", "triage_score", *(f"prob_{n}" for n in class_names), "flags", "top8", "warning"]
 
 
+def printable_text(text: str) -> str:
+    """``text`` as a string that encodes to UTF-8 whatever it holds.
+
+    File names are bytes: Python hands over those that are not UTF-8 with surrogate escapes
+    (``os.fsdecode``), which no UTF-8 stream accepts. Each such byte becomes the four characters
+    ``\\xNN``; any other lone surrogate (say from a checkpoint's JSON) becomes ``\\uDNNN``. Other
+    characters are left as they are.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def csv_text(text: str) -> str:
+    """A text cell for the CSV: :func:`printable_text`, with a leading ``'`` when it starts like a
+    formula (``= + - @``, tab, carriage return or line feed; OWASP's CSV-injection rule), so that a
+    spreadsheet shows it as text instead of running it. Numbers are not text cells."""
+    text = printable_text(text)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 def write_csv(rows: Iterable[TriageRow], class_names: Sequence[str], stream: IO[str]) -> None:
     """Write rows as CSV: probabilities with 6 decimals, ``flags`` ``;``-separated, ``top8`` as
     ``name:probability`` pairs ``;``-separated (probabilities with 4 decimals). Error rows leave the
-    numeric columns empty."""
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(csv_header(class_names))
+    numeric columns empty.
+
+    Every text cell goes through :func:`csv_text` (each name in ``flags`` and ``top8`` too, for
+    spreadsheets that split cells on ``;``), so the text written always encodes to UTF-8 and no cell
+    starts like a formula.
+    """
+    stream.write(_csv_line([csv_text(h) for h in csv_header(class_names)]))
     for r in rows:
         probs = [f"{p:.6f}" for p in r.probabilities] if r.probabilities else [""] * len(class_names)
-        writer.writerow(
-            [
-                r.file,
-                r.error,
-                "" if r.triage_score is None else f"{r.triage_score:.6f}",
-                *probs,
-                ";".join(r.flags),
-                ";".join(f"{n}:{p:.4f}" for n, p in r.top8),
-                r.warning,
-            ]
+        stream.write(
+            _csv_line(
+                [
+                    csv_text(r.file),
+                    csv_text(r.error),
+                    "" if r.triage_score is None else f"{r.triage_score:.6f}",
+                    *probs,
+                    csv_text(";".join(csv_text(n) for n in r.flags)),
+                    csv_text(";".join(f"{csv_text(n)}:{p:.4f}" for n, p in r.top8)),
+                    csv_text(r.warning),
+                ]
+            )
         )
+
+
+def _csv_line(cells: Sequence[str]) -> str:
+    """One CSV record (RFC 4180 quoting, ``\\n`` at the end). A cell with a comma, a quote, a line feed
+    or a carriage return is quoted: `csv.writer` leaves a lone carriage return unquoted when the line
+    ends in ``\\n`` (Python 3.11), and a file name may hold one."""
+    return ",".join(_quoted(c) if _NEEDS_QUOTES.search(c) else c for c in cells) + "\n"
+
+
+def _quoted(cell: str) -> str:
+    return '"' + cell.replace('"', '""') + '"'

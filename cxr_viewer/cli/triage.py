@@ -8,8 +8,16 @@ Usage::
 Columns: ``file``, ``error`` (empty when analysed, else why not), ``triage_score``, ``prob_<class>``
 for every class, ``flags`` (findings at or above their threshold), ``top8`` and ``warning`` (why the
 DICOM header says the study is not a frontal chest radiograph, else empty); rows sorted by triage
-score, highest first, studies with a ``warning`` after the others, error rows last. ``-o -`` writes to
-stdout.
+score, highest first, studies with a ``warning`` after the others, error rows last.
+
+The CSV is UTF-8; file names that are not UTF-8 are written with ``\\xNN`` escapes and text cells that
+start like a spreadsheet formula get a leading ``'`` (see :func:`cxr_viewer.batch.write_csv`).
+
+Output (``-o``), checked before any file is analysed: ``-`` is stdout; a symbolic link is followed and
+the file it leads to written; a special file (FIFO, terminal, ``/dev/stdout``, ``/dev/null``) is written
+to directly; any other file is written as ``NAME.part`` beside it and renamed over it when complete, and
+the ``.part`` is removed if the run fails or is interrupted. A folder, a missing folder or one that
+cannot be written is refused with one line before the model is loaded.
 
 Exit status: 0 when it ran, even if some files could not be read (they are rows with an ``error``);
 1 when it could not run (no model, a model that does not load, an output that cannot be written);
@@ -21,25 +29,166 @@ Not for clinical use.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
+import stat
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from cxr_viewer import __version__
-from cxr_viewer.batch import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, collect_files, triage_files, write_csv
+from cxr_viewer.batch import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_WORKERS,
+    collect_files,
+    printable_text,
+    triage_files,
+    write_csv,
+)
 from cxr_viewer.core.io import quiet_decoder_output
 from cxr_viewer.core.reasons import message_of
 from cxr_viewer.inference import NOT_FOR_CLINICAL_USE, default_model_path, fast_mode, load_predictor
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from types import TracebackType
 
 __all__ = ["get_parser", "main"]
 
 log = logging.getLogger("cxr_viewer.cli.triage")
+
+#: symbolic links followed at most, as the kernel does (ELOOP beyond)
+_MAX_LINKS = 40
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    """A path for a message on stderr: bytes that are not UTF-8 as ``\\xNN``, control characters
+    escaped (a file name cannot move the cursor or start a new line)."""
+    text = printable_text(os.fspath(path))
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _through_proc(path: Path) -> bool:
+    """True when ``path`` reaches its file through ``/proc`` (``/dev/stdout``, ``/dev/fd/1``,
+    ``/proc/self/fd/1``, or a link to one): an open file of this process, such as a shell redirection,
+    which must be written in place and not replaced by another file."""
+    p = os.path.abspath(path)
+    for _ in range(_MAX_LINKS):
+        parent = os.path.realpath(os.path.dirname(p))
+        if parent == "/proc" or parent.startswith("/proc/"):
+            return True
+        if not os.path.islink(p):
+            return False
+        p = os.path.join(parent, os.readlink(p))
+    return False
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+class _OutputError(Exception):
+    """``-o`` names something that cannot be written; the message is the line to show."""
+
+
+class _CsvOutput:
+    """Where the CSV goes: checked (and, for a file, the ``.part`` created) before the run, written once
+    at the end, the ``.part`` removed on any failure (use it as a context manager).
+
+    Args:
+        spec: the ``-o`` argument.
+
+    Raises:
+        _OutputError: a folder, a missing or unwritable folder, a link loop, an unwritable special file.
+    """
+
+    def __init__(self, spec: str) -> None:
+        self.shown = _shown(spec)
+        self._stdout = spec == "-"
+        self._direct: Path | None = None  # special file, written in place
+        self._final: Path | None = None  # regular file, replaced by the .part
+        self._part: Path | None = None
+        self._fh: IO[bytes] | None = None
+        if self._stdout:
+            return
+        path = Path(spec)
+        try:
+            st: os.stat_result | None = path.stat()  # through symbolic links
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:  # a link loop, a file used as a folder, no permission
+            raise _OutputError(f"cannot write {self.shown}: {_why(exc)}") from None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            example = _shown(path / "results.csv")
+            raise _OutputError(f"cannot write {self.shown}: it is a folder; name a file, e.g. {example}")
+        if st is not None and (stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode)):
+            raise _OutputError(f"cannot write {self.shown}: a block device or socket, not a CSV file")
+        if st is not None and (not stat.S_ISREG(st.st_mode) or _through_proc(path)):
+            # a FIFO, a terminal, /dev/null, /dev/stdout: written in place, as a shell would
+            if not os.access(path, os.W_OK):
+                raise _OutputError(f"cannot write {self.shown}: permission denied")
+            self._direct = path
+            return
+        real = Path(os.path.realpath(path))  # a symbolic link stays; the file it leads to is written
+        if not real.parent.is_dir():
+            raise _OutputError(f"cannot write {self.shown}: folder {_shown(real.parent)} does not exist")
+        self._final = real
+        self._part = real.with_name(real.name + ".part")
+        try:
+            self._fh = open(self._part, "wb")  # noqa: SIM115 (held open for the run, closed in write/discard)
+        except OSError as exc:
+            self._part = None
+            raise _OutputError(f"cannot write {self.shown}: {_why(exc)}") from None
+
+    def write(self, data: bytes) -> None:
+        """Write the whole CSV (UTF-8 bytes) and, for a regular file, put it in place.
+
+        Raises:
+            OSError: when writing fails (the ``.part`` is then removed by `discard`).
+        """
+        if self._stdout:
+            sys.stdout.flush()
+            raw = getattr(sys.stdout, "buffer", None)
+            if raw is None:  # a replaced sys.stdout without bytes underneath
+                sys.stdout.write(data.decode("utf-8"))
+                sys.stdout.flush()
+            else:
+                raw.write(data)
+                raw.flush()
+        elif self._direct is not None:
+            # append, as the shell's ">>" would: a FIFO or device does not care, and a file behind
+            # /dev/stdout keeps what the shell's redirection put there
+            with open(self._direct, "ab") as fh:
+                fh.write(data)
+        elif self._fh is not None and self._part is not None and self._final is not None:
+            self._fh.write(data)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+            os.replace(self._part, self._final)
+            self._part = None
+
+    def discard(self) -> None:
+        """Remove the ``.part`` if the CSV was not put in place (idempotent)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._part is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._part.unlink()
+            self._part = None
+
+    def __enter__(self) -> _CsvOutput:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.discard()
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -110,6 +259,16 @@ def _main(argv: Sequence[str] | None) -> int:
     if model is None:
         sys.stderr.write("cxr-triage: no model: pass --model CHECKPOINT or set $CXR_TRIAGE_MODEL\n")
         return 1
+    try:
+        output = _CsvOutput(args.output)  # before the model and the files: a bad -o costs nothing
+    except _OutputError as exc:
+        sys.stderr.write(f"cxr-triage: {exc}\n")
+        return 1
+    with output:  # removes the .part on any failure, Ctrl-C included
+        return _run(args, model, output)
+
+
+def _run(args: argparse.Namespace, model: str | os.PathLike[str], output: _CsvOutput) -> int:
     if args.threads:
         import torch
 
@@ -118,10 +277,10 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         predictor = load_predictor(model, device=args.device, fast=fast_mode(args.fast))
     except Exception as exc:
-        sys.stderr.write(f"cxr-triage: cannot load model {model}: {message_of(exc)}\n")
+        sys.stderr.write(f"cxr-triage: cannot load model {_shown(model)}: {message_of(exc)}\n")
         return 1
     sys.stderr.write(
-        f"cxr-triage: model {Path(model).name} on {predictor.device} ({predictor.backend}), "
+        f"cxr-triage: model {_shown(Path(model).name)} on {predictor.device} ({predictor.backend}), "
         f"loaded in {time.perf_counter() - t0:.1f} s. {NOT_FOR_CLINICAL_USE}\n"
     )
 
@@ -144,18 +303,12 @@ def _main(argv: Sequence[str] | None) -> int:
         if bar is not None:
             bar.close()
     elapsed = time.perf_counter() - t1
+    text = io.StringIO(newline="")
+    write_csv(rows, predictor.class_names, text)
     try:
-        if args.output == "-":
-            write_csv(rows, predictor.class_names, sys.stdout)
-            sys.stdout.flush()
-        else:
-            out = Path(args.output)
-            tmp = out.with_name(out.name + ".part")
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                write_csv(rows, predictor.class_names, fh)
-            os.replace(tmp, out)
+        output.write(text.getvalue().encode("utf-8"))  # write_csv's text always encodes to UTF-8
     except OSError as exc:
-        sys.stderr.write(f"cxr-triage: cannot write {args.output}: {exc.strerror or exc}\n")
+        sys.stderr.write(f"cxr-triage: cannot write {output.shown}: {_why(exc)}\n")
         return 1
     n_err = sum(1 for r in rows if r.error)
     n_flag = sum(1 for r in rows if r.flags)
@@ -164,7 +317,7 @@ def _main(argv: Sequence[str] | None) -> int:
     scope = f", {n_scope} not chest per header (listed last)" if n_scope else ""
     sys.stderr.write(
         f"cxr-triage: {len(rows) - n_err} analysed ({n_flag} flagged{scope}), {n_err} not readable, "
-        f"{elapsed:.1f} s ({rate:.1f} images/s) -> {args.output}\n"
+        f"{elapsed:.1f} s ({rate:.1f} images/s) -> {output.shown}\n"
     )
     return 0
 
