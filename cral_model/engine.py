@@ -24,9 +24,12 @@ import json
 import logging
 import math
 import os
+import pickle
 import platform
 import random
 import shlex
+import stat
+import struct
 import sys
 import tempfile
 import time
@@ -68,7 +71,7 @@ from cral_model.metrics import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from cral_model.train_config import TrainConfig
 
@@ -77,6 +80,7 @@ __all__ = [
     "EvalResult",
     "FitResult",
     "TrainState",
+    "TrainStateError",
     "evaluate",
     "fit",
     "load_train_state",
@@ -552,21 +556,105 @@ class TrainState:
         return cls.from_dict(load_train_state(path))
 
 
+class TrainStateError(ValueError):
+    """A ``last.pt`` that cannot be resumed: missing pieces, damaged, truncated, not a training state,
+    or state that does not fit this run's model. The message is one line and names the file."""
+
+    def __init__(self, reason: object) -> None:
+        super().__init__(" ".join(str(reason).split()))
+
+
+class _UnsafeStateError(TrainStateError, pickle.UnpicklingError):
+    """``torch.load(weights_only=True)`` refused the file's pickle (it was not run)."""
+
+
+#: Keys every saved state has (`TrainState.to_dict`); ``ema``, ``scaler``, ``history`` may be None/absent.
+_STATE_KEYS = ("epoch", "model", "optimizer", "rng", "config", "best_epoch", "best_mean_auc")
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _first_sentence(exc: BaseException, limit: int = 120) -> str:
+    """The start of a library's (often multi-line) message, for a one-line reason."""
+    text = " ".join(str(exc).split())
+    text = text.split(". ", 1)[0].rstrip(".") if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _sniff_state(path: Path) -> None:
+    """Refuse, by its first bytes, what cannot be a ``last.pt`` (before torch reads it).
+
+    Only regular files are opened (a FIFO would block); empty files, safetensors model checkpoints
+    and JSON files get a reason naming what they are. PyTorch zip archives and pickles go on to
+    ``torch.load(weights_only=True)``.
+    """
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise TrainStateError(f"{path} is not a regular file ({kind})")
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(9)
+    except FileNotFoundError:
+        raise TrainStateError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise TrainStateError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise TrainStateError(f"{path} is empty (0 bytes)")
+    if head[:4] == _ZIP_MAGIC or head[:1] == b"\x80":
+        return
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= struct.unpack("<Q", head[:8])[0] <= size - 8:
+        raise TrainStateError(
+            f"{path} is a safetensors model checkpoint (weights only), not a cral-train training state"
+        )
+    if head.lstrip()[:1] in (b"{", b"["):
+        raise TrainStateError(f"{path} is a JSON file, not a cral-train training state")
+    raise TrainStateError(f"{path} is not a cral-train state file (expected a PyTorch zip archive)")
+
+
+def _check_state(state: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The loaded ``last.pt`` object, checked for the pieces and types a resume needs."""
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise TrainStateError(f"{path} is not a cral-train state file")
+    if state.get("version") != STATE_VERSION:
+        raise TrainStateError(f"{path}: unsupported state version {state.get('version')!r:.40}")
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise TrainStateError(f"{path}: the state lacks {missing} (incomplete, or not written by cral-train)")
+    epoch = state["epoch"]
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise TrainStateError(f"{path}: epoch must be a count of epochs, got {epoch!r:.40}")
+    wrong = [k for k in ("model", "optimizer", "rng", "config") if not isinstance(state[k], dict)]
+    if wrong or not state["config"]:
+        raise TrainStateError(f"{path}: {wrong or ['config']} must be non-empty dicts")
+    if not isinstance(state.get("history", []), list):
+        raise TrainStateError(f"{path}: history must be a list of epoch records")
+    return state
+
+
 def load_train_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load ``last.pt`` safely (``weights_only=True``: tensors and plain Python types only).
 
     Returns:
-        The saved dict (`TrainState.to_dict`; `TrainState.load` gives the dataclass).
+        The saved dict (`TrainState.to_dict`; `TrainState.load` gives the dataclass), with every key
+        of `TrainState` but ``ema``/``scaler``/``history`` present and of the right kind.
 
     Raises:
-        ValueError: not a cral-train state file, or an unsupported version.
+        TrainStateError: not a regular file, empty, truncated or damaged, not a cral-train state file
+            (a safetensors checkpoint, JSON), an unsupported version, or pieces missing (the config).
+            A pickle that ``weights_only`` refuses raises it as a `pickle.UnpicklingError` too.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path} is not a cral-train state file")
-    if state.get("version") != STATE_VERSION:
-        raise ValueError(f"{path}: unsupported state version {state.get('version')}")
-    return state
+    _sniff_state(Path(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise _UnsafeStateError(
+            f"{path} cannot be unpickled safely: it is damaged or holds objects other than tensors "
+            f"and plain data (nothing in it was run): {_first_sentence(exc)}"
+        ) from exc
+    except Exception as exc:  # torch's reader raises RuntimeError, EOFError, KeyError... on damage
+        raise TrainStateError(f"{path} is damaged or truncated: {_first_sentence(exc)}") from exc
+    return _check_state(state, path)
 
 
 # =============================================================================================== fit
@@ -891,17 +979,27 @@ def _build_trainer(cfg: TrainConfig, device: torch.device, build: Callable[..., 
 def _restore(
     resume: str | os.PathLike[str], cfg: TrainConfig, trainer: _Trainer, info: DistInfo
 ) -> _Progress:
-    """Load ``resume`` (a ``last.pt``) into ``trainer`` and the RNGs; return where that run stood."""
+    """Load ``resume`` (a ``last.pt``) into ``trainer`` and the RNGs; return where that run stood.
+
+    Raises:
+        TrainStateError: the file cannot be loaded, or its pieces do not fit this run's model,
+            optimizer or weight average.
+    """
     state = TrainState.load(resume)
-    trainer.model.load_state_dict(state.model)
+    with _restoring(resume, "model weights"):
+        trainer.model.load_state_dict(state.model)
     if trainer.ema is not None:
         if state.ema is None:
-            raise ValueError(f"{resume} has no weight average but this run sets ema_decay")
-        trainer.ema.load_state_dict(state.ema)
-    trainer.optimizer.load_state_dict(state.optimizer)
+            raise TrainStateError(f"{resume} has no weight average but this run sets ema_decay")
+        with _restoring(resume, "weight average"):
+            trainer.ema.load_state_dict(state.ema)
+    with _restoring(resume, "optimizer state"):
+        trainer.optimizer.load_state_dict(state.optimizer)
     if trainer.scaler is not None and state.scaler:
-        trainer.scaler.load_state_dict(state.scaler)
-    _set_rng_state(state.rng)
+        with _restoring(resume, "grad scaler state"):
+            trainer.scaler.load_state_dict(state.scaler)
+    with _restoring(resume, "random generator states"):
+        _set_rng_state(state.rng)
     if info.is_main:
         saved_cfg = state.config
         diffs = {k: (saved_cfg.get(k), v) for k, v in cfg.to_dict().items() if saved_cfg.get(k) != v}
@@ -914,6 +1012,15 @@ def _restore(
         best_score=state.best_mean_auc if state.best_mean_auc is not None else -math.inf,
         history=state.history,
     )
+
+
+@contextlib.contextmanager
+def _restoring(resume: str | os.PathLike[str], part: str) -> Iterator[None]:
+    """Turn the errors of ``load_state_dict`` (and of setting RNG states) into a `TrainStateError`."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise TrainStateError(f"{resume}: cannot restore its {part} ({_first_sentence(exc)})") from exc
 
 
 def _distribute(trainer: _Trainer, info: DistInfo, device: torch.device) -> None:

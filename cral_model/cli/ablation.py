@@ -120,9 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg, _ = resolve_config(train_parser().parse_args(train_argv))
         done = (run / "best.safetensors").is_file() and (run / "last.pt").is_file()
         if done:
-            from cral_model.engine import load_train_state
+            from cral_model.engine import TrainStateError, load_train_state
 
-            done = int(load_train_state(run / "last.pt")["epoch"]) >= cfg.epochs
+            try:
+                done = int(load_train_state(run / "last.pt")["epoch"]) >= cfg.epochs
+            except TrainStateError:  # damaged: cral-train --resume below says so and what to do
+                done = False
         if not done:
             resume = ["--resume"] if (run / "last.pt").is_file() else []
             _log.info("training %s -> %s", mode, run)

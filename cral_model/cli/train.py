@@ -12,7 +12,9 @@ Examples::
         --allow-missing --output runs/demo --backbone resnet18 --input-size 128 --pretrained none
 
 Precedence of settings: the paper's defaults < ``--config FILE.yaml`` < flags. With ``--resume`` the
-saved run's config is the base instead of the defaults.
+saved run's config is the base instead of the defaults. A ``last.pt`` that cannot be resumed (truncated,
+empty, not a training state, no config, weights that do not fit) ends the command with status 2 and one
+line saying why and what to do, without a traceback.
 """
 
 from __future__ import annotations
@@ -224,8 +226,12 @@ def resolve_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 
     Returns:
         ``(TrainConfig, resume path or None)``.
+
+    Raises:
+        TrainStateError: the ``last.pt`` to resume cannot be loaded, or its saved config is invalid.
+        ConfigError: the flags or the YAML file are invalid, or there is nothing to resume.
     """
-    from cral_model.engine import load_train_state
+    from cral_model.engine import TrainStateError, load_train_state
     from cral_model.train_config import load_yaml_config
 
     given = {k: v for k, v in vars(args).items() if k not in _NOT_FIELDS}
@@ -248,14 +254,37 @@ def resolve_config(args: argparse.Namespace) -> tuple[Any, str | None]:
             resume_path = str(Path(output) / "last.pt")
         else:
             resume_path = resume
-        if not Path(resume_path).is_file():
+        if not Path(resume_path).exists():
             raise ConfigError(f"nothing to resume: {resume_path} does not exist")
         base = dict(load_train_state(resume_path)["config"])
         if not output:
             given["output"] = str(Path(resume_path).parent)
     merged = {**base, **from_yaml, **given}
-    cfg = TrainConfig.from_dict(merged)
+    try:
+        cfg = TrainConfig.from_dict(merged)
+    except (ConfigError, TypeError, ValueError):
+        if base:  # whose fault: the saved config (damaged state) or a flag/YAML value?
+            try:
+                TrainConfig.from_dict(base)
+            except (ConfigError, TypeError, ValueError) as exc:
+                raise TrainStateError(f"{resume_path}: its saved run config is invalid ({exc})") from exc
+        raise
     return cfg, resume_path
+
+
+def _cannot_resume(exc: Exception, args: argparse.Namespace) -> int:
+    """Report a ``last.pt`` that cannot be resumed in one line, with what to do; the exit status."""
+    output, resume = getattr(args, "output", None), getattr(args, "resume", None)
+    folder = Path(output) if output else Path(resume).parent if resume not in (None, "auto") else None
+    saved = folder / "config.yaml" if folder is not None else None
+    how = "it restarts from epoch 1"
+    if saved is not None and saved.is_file():
+        how = f"`cral-train --config {saved}` restarts it from epoch 1 with its settings"
+    sys.stderr.write(
+        f"cral-train: error: cannot resume: {exc}. Start the run again without --resume ({how}), "
+        "or point --resume FILE to another last.pt\n"
+    )
+    return 2
 
 
 def _setup_logging(level: str, output: str | None) -> None:
@@ -282,8 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = get_parser()
     args = parser.parse_args(argv)
+    from cral_model.engine import TrainStateError
+
     try:
         cfg, resume_path = resolve_config(args)
+    except TrainStateError as exc:
+        return _cannot_resume(exc, args)
     except (ConfigError, ValueError, TypeError, OSError) as exc:
         parser.error(str(exc))
     if getattr(args, "print_config", False):
@@ -305,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = ["cral-train", *(sys.argv[1:] if argv is None else list(argv))]
     try:
         result = fit(cfg, resume=resume_path, command=command)
+    except TrainStateError as exc:  # found while restoring: the weights do not fit the model, ...
+        return _cannot_resume(exc, args)
     except (MissingImagesError, PretrainedWeightsUnavailable, FileNotFoundError) as exc:
         _log.error("%s", exc)
         return 2
