@@ -1,7 +1,7 @@
 """Reading X-ray files into :class:`~cxr_viewer.core.image.XrayImage` (no Qt, no torch).
 
 DICOM (via pydicom and its pylibjpeg / pyjpegls decoders: JPEG baseline/extended/lossless, JPEG-LS,
-JPEG 2000, RLE, uncompressed):
+JPEG 2000, RLE, deflated, uncompressed):
 
 1. The pixel data is decoded; of a multi-frame object only the first frame is read (noted on the image).
 2. The modality LUT is applied (``RescaleSlope``/``RescaleIntercept`` or ``ModalityLUTSequence``,
@@ -13,26 +13,39 @@ JPEG 2000, RLE, uncompressed):
 5. ``PixelSpacing`` (patient plane) and ``ImagerPixelSpacing`` (detector plane) are kept apart.
    A spacing of zero (seen in the wild) counts as absent.
 
+A file without the 128-byte preamble (starting with ``DICM`` or with the file meta itself) is read, and
+so is an ACR-NEMA style data set without file meta (as uncompressed, with a note).
+
 Colour DICOM (RGB/YBR) is converted to grey (ITU-R BT.601 luma). PALETTE COLOR and other
 photometric interpretations are refused with a clear error rather than guessed.
 
 PNG (8/16-bit), JPEG, TIFF, BMP: via Pillow, EXIF orientation applied, grey kept, RGB converted to grey
-(one channel when all three are equal, luma otherwise).
+(one channel when all three are equal, luma otherwise). The format is chosen by the file's content
+(magic bytes), not its name, and Pillow is only ever asked to open that one format: never a plugin that
+runs an external program (EPS/PostScript would start Ghostscript). PostScript, PDF and other content
+is a `NotAnImageError`, whatever the file is called.
 
-Limits (checked before anything is decoded, so a hostile header cannot make us allocate without
-bound): files above :data:`MAX_FILE_BYTES` and images whose declared rows x columns exceed
-:data:`MAX_PIXELS` are refused with :class:`ImageTooLargeError`. For compressed DICOM the size written
-inside the first frame's code stream (JPEG/JPEG-LS SOF, JPEG 2000 SIZ) is checked as well, since that
-is what the decoder allocates. Only regular files are opened (a FIFO or device would block or never end).
+Limits (`cxr_viewer.core.limits`, checked before anything is decoded, so a hostile header cannot make
+us allocate without bound): the file size; rows x columns, and rows x columns x samples x bytes per
+sample, both from the header and, for compressed DICOM, from the first frame's code stream (JPEG /
+JPEG-LS SOF, JPEG 2000 SIZ: size, component count, precision), since that is what the decoder
+allocates; LUT descriptor lengths; a deflated data set is inflated with a bound; the number of DICOM
+elements read and the length of the header elements the reader uses; multi-page TIFF pages are
+counted up to a bound. Over a limit: :class:`ImageTooLargeError`. Only regular files are opened (a
+FIFO or device would block or never end).
+
+Whether the image's size is plausible for a radiograph (tiny or strip-like images) is not the reader's
+call: see :func:`cxr_viewer.core.scope.not_a_radiograph`.
 
 Errors: every failure is an :class:`ImageLoadError`, more precisely one of :class:`UnreadableFileError`,
 :class:`NotAnImageError`, :class:`UnsupportedImageError`, :class:`CorruptImageError` and
-:class:`ImageTooLargeError`. Messages are one short line and never contain header values, so they are
-safe to log.
+:class:`ImageTooLargeError`. Messages are one short line and never contain header values (sizes
+excepted; photometric interpretations only when they are standard terms), so they are safe to log.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -44,8 +57,28 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cxr_viewer.core.codestream import codestream_header, tiff_page_count
+from cxr_viewer.core.errors import (
+    CorruptImageError,
+    ImageLoadError,
+    ImageTooLargeError,
+    NotAnImageError,
+    UnreadableFileError,
+    UnsupportedImageError,
+)
 from cxr_viewer.core.image import HeaderSummary, VoiLut, XrayImage
-from cxr_viewer.core.reasons import short_reason
+from cxr_viewer.core.limits import (
+    MAX_DICOM_ELEMENTS,
+    MAX_FILE_BYTES,
+    MAX_LUT_ENTRIES,
+    MAX_PAGES_COUNTED,
+    MAX_PIXELS,
+    check_decoded_size,
+    check_lut_entries,
+    check_pixel_count,
+    inflate_bounded,
+)
+from cxr_viewer.core.reasons import clip, short_reason
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -70,40 +103,22 @@ __all__ = [
 
 IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 _DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
+#: the formats Pillow is allowed to open (its format ids); everything else is refused before Pillow
+_PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-#: Largest image accepted, in pixels (rows x columns of one frame): 40 million, e.g. 6300 x 6300. The
-#: largest chest detectors are about 4300 x 4300 (18.5 MP). Bounds memory: about 10 bytes per pixel.
-MAX_PIXELS = 40_000_000
-#: Largest file accepted (1 GiB); a chest radiograph is at most some tens of MB.
-MAX_FILE_BYTES = 1 << 30
-
-
-class ImageLoadError(Exception):
-    """A file could not be turned into an image. ``str(err)`` is a short, log-safe reason.
-
-    The subclasses say why; catch this base class to handle them all.
-    """
-
-
-class UnreadableFileError(ImageLoadError):
-    """The file cannot be opened or read (missing, permissions, a folder, a FIFO or device)."""
-
-
-class NotAnImageError(ImageLoadError):
-    """The file is not an image: unrecognised type, a DICOM object without pixel data, DICOMDIR."""
-
-
-class UnsupportedImageError(ImageLoadError):
-    """A real image in a form we do not show (e.g. PALETTE COLOR, unusual sample layout)."""
-
-
-class CorruptImageError(ImageLoadError):
-    """The file is damaged or inconsistent: truncated, undecodable, contradictory tags."""
-
-
-class ImageTooLargeError(ImageLoadError):
-    """The declared image or the file is above :data:`MAX_PIXELS` / :data:`MAX_FILE_BYTES`."""
+#: Explicit VRs that can open a file meta element (group 0002) written without preamble
+_META_VRS = frozenset({b"UL", b"OB", b"UI", b"AE", b"SH", b"SV", b"UV"})
+#: content we recognise but do not read: (magic prefix, what to call it)
+_FOREIGN_MAGIC = (
+    (b"%!PS", "PostScript/EPS"),
+    (b"\xc5\xd0\xd3\xc6", "PostScript/EPS (DOS EPS binary)"),
+    (b"%PDF", "PDF"),
+    (b"GIF8", "GIF"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000 file"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000 code stream"),
+    (b"PK\x03\x04", "ZIP archive"),
+    (b"\x1f\x8b", "gzip archive"),
+)
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,35 @@ class FoundFile:
         return self.skip_reason is not None
 
 
+def _content_format(head: bytes) -> str | None:
+    """The format the first bytes of a file say (``"DICOM"``, ``"PNG"``, ...), or None."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "DICOM"
+    if head.startswith(b"DICM"):  # DICM prefix and meta, but no 128-byte preamble
+        return "DICOM"
+    if head[:2] == b"\x02\x00" and (head[4:6] in _META_VRS or head[4:8] == b"\x04\x00\x00\x00"):
+        return "DICOM"  # the file meta group (0002) without preamble or prefix
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    return None
+
+
+def _foreign_kind(head: bytes) -> str | None:
+    """What the content is when it is a known format that we do not read (PostScript, PDF...)."""
+    for magic, kind in _FOREIGN_MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
 def sniff_format(path: Path) -> str | None:
     """Guess the format of a file from its first bytes, falling back to the file name.
 
@@ -128,88 +172,126 @@ def sniff_format(path: Path) -> str | None:
     Returns:
         ``"DICOM"``, ``"PNG"``, ``"JPEG"``, ``"TIFF"``, ``"BMP"`` or None when it does not look like an
         image. A file named ``*.dcm`` without the ``DICM`` preamble still counts as DICOM (old
-        ACR-NEMA style files); whether it decodes is found out later.
+        ACR-NEMA style files); whether it decodes is found out later. So does a file named like an
+        image whose content is something else: :func:`load_image` then says what it is.
 
     Raises:
         OSError: when the file cannot be read.
     """
     with open(path, "rb") as fh:
         head = fh.read(132)
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "DICOM"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if head.startswith(b"BM"):
-        return "BMP"
+    fmt = _content_format(head)
+    if fmt is not None:
+        return fmt
     suffix = path.suffix.lower()
     if suffix in _DICOM_SUFFIXES:
         return "DICOM"
     if suffix in IMAGE_SUFFIXES:
-        # named like an image but the bytes say otherwise: let the decoder report what is wrong
+        # named like an image but the bytes say otherwise: let the reader report what is wrong
         return {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(
             suffix, "BMP"
         )
     return None
 
 
-def iter_study_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[FoundFile]:
+# ------------------------------------------------------------------------------------ folder scans
+def iter_study_files(
+    paths: Iterable[str | bytes | os.PathLike[str] | os.PathLike[bytes]],
+) -> Iterator[FoundFile]:
     """Walk files and folders (recursively, sorted, hidden entries ignored) and classify each file.
 
     Args:
-        paths: files and/or folders, e.g. what was dropped on the window.
+        paths: files and/or folders, e.g. what was dropped on the window; ``str`` (surrogate-escaped
+            for names that are not valid UTF-8) or ``bytes``.
 
     Yields:
         One :class:`FoundFile` per file: ``skip_reason`` None for things that look like images,
         otherwise why the file is skipped ("not an image", "unreadable: ..."). Files are not decoded
         here; a file that looks like an image but is broken fails later in :func:`load_image`.
+        A folder that cannot be listed (permission denied, a path too long for the system) is
+        yielded as a skipped entry with its reason too, so that nothing vanishes from the counts.
 
     Symbolic links to folders are followed, but every folder is visited once (by device and inode), so
     link cycles end; a file reached twice is listed once. FIFOs, devices and sockets are skipped without
-    being opened.
+    being opened. Paths are yielded as str (surrogate-escaped where the name is not valid UTF-8).
     """
     seen: set[Path] = set()
     seen_dirs: set[tuple[int, int]] = set()
     for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
+        p = Path(os.fsdecode(raw))
+        try:
+            is_dir = p.is_dir()
+            present = is_dir or p.exists() or p.is_symlink()
+        except OSError as exc:  # e.g. a path over PATH_MAX
+            yield FoundFile(p, f"unreadable: {_os_reason(exc)}")
+            continue
+        if is_dir:
             yield from _walk(p, seen, seen_dirs)
-        elif p.exists() or p.is_symlink():
+        elif present:
             yield from _classify(p, seen)
         else:
             yield FoundFile(p, "does not exist")
 
 
+def _os_reason(exc: OSError) -> str:
+    """A short reason for an OS error (its strerror, never the path)."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return "path or name too long for the system"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    return exc.strerror or type(exc).__name__
+
+
 def _walk(top: Path, seen: set[Path], seen_dirs: set[tuple[int, int]]) -> Iterator[FoundFile]:
     def first_visit(folder: str) -> bool:
-        try:
-            st = os.stat(folder)
-        except OSError:
-            return False
+        st = os.stat(folder)  # OSError: reported by the caller
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:
             return False
         seen_dirs.add(key)
         return True
 
-    if not first_visit(os.fspath(top)):
+    def unlisted(exc: OSError, folder: str) -> FoundFile:
+        return FoundFile(Path(folder), f"unreadable folder: {_os_reason(exc)}")
+
+    try:
+        if not first_visit(os.fspath(top)):
+            return
+    except OSError as exc:
+        yield unlisted(exc, os.fspath(top))
         return
-    for root, dirs, files in os.walk(top, followlinks=True, onerror=None):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and first_visit(os.path.join(root, d)))
+    errors: list[OSError] = []  # folders os.walk could not list, reported in walk order
+    for root, dirs, files in os.walk(top, followlinks=True, onerror=errors.append):
+        while errors:
+            failed = errors.pop(0)
+            yield unlisted(failed, os.fsdecode(failed.filename or root))
+        kept = []
+        for d in sorted(dirs):
+            if d.startswith("."):
+                continue
+            folder = os.path.join(root, d)
+            try:
+                if first_visit(folder):
+                    kept.append(d)
+            except OSError as exc:
+                yield unlisted(exc, folder)
+        dirs[:] = kept
         for f in sorted(files):
             if f.startswith("."):
                 continue
             yield from _classify(Path(root) / f, seen)
+    for failed in errors:
+        yield unlisted(failed, os.fsdecode(failed.filename or top))
 
 
 def _classify(path: Path, seen: set[Path]) -> Iterator[FoundFile]:
     try:
         key = path.resolve()
-    except (OSError, RuntimeError):  # RuntimeError: symlink loop (Python < 3.13)
+    except RuntimeError:  # symlink loop (Python < 3.13)
         yield FoundFile(path, "unreadable: symbolic link loop")
+        return
+    except OSError as exc:
+        yield FoundFile(path, f"unreadable: {_os_reason(exc)}")
         return
     if key in seen:
         return
@@ -224,7 +306,7 @@ def _classify(path: Path, seen: set[Path]) -> Iterator[FoundFile]:
         yield FoundFile(path, f"unreadable: {exc}")
         return
     except OSError as exc:
-        yield FoundFile(path, f"unreadable: {exc.strerror or type(exc).__name__}")
+        yield FoundFile(path, f"unreadable: {_os_reason(exc)}")
         return
     yield FoundFile(path, None if fmt is not None else "not an image (unrecognised file type)")
 
@@ -236,9 +318,9 @@ def _check_regular_file(path: Path) -> int:
     except RuntimeError:
         raise UnreadableFileError("symbolic link loop") from None
     except OSError as exc:
-        if exc.errno == 40:  # ELOOP
+        if exc.errno == errno.ELOOP:
             raise UnreadableFileError("symbolic link loop") from None
-        raise UnreadableFileError(f"cannot open file: {exc.strerror or type(exc).__name__}") from exc
+        raise UnreadableFileError(f"cannot open file: {_os_reason(exc)}") from exc
     if stat.S_ISDIR(st.st_mode):
         raise UnreadableFileError("is a folder, not a file")
     if not stat.S_ISREG(st.st_mode):
@@ -263,11 +345,12 @@ def quiet_decoder_output() -> None:
         handler.addFilter(lambda record: not record.name.startswith("pydicom"))
 
 
-def load_image(path: str | os.PathLike[str]) -> XrayImage:
+def load_image(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> XrayImage:
     """Read one file into an :class:`XrayImage` (see the module docstring for what is applied).
 
     Args:
-        path: a DICOM, PNG, JPEG, TIFF or BMP file.
+        path: a DICOM, PNG, JPEG, TIFF or BMP file (``str``, surrogate-escaped names included, or
+            ``bytes``).
 
     Returns:
         The image, float32 (H, W), display orientation.
@@ -278,21 +361,33 @@ def load_image(path: str | os.PathLike[str]) -> XrayImage:
             (:class:`UnreadableFileError`, :class:`NotAnImageError`, :class:`UnsupportedImageError`,
             :class:`CorruptImageError`, :class:`ImageTooLargeError`).
     """
-    p = Path(path)
+    p = Path(os.fsdecode(path))
     size = _check_regular_file(p)
     if size == 0:
         raise NotAnImageError("empty file (0 bytes)")
     if size > MAX_FILE_BYTES:
         raise ImageTooLargeError(f"file too large ({size / 2**20:.0f} MiB; limit {MAX_FILE_BYTES >> 20} MiB)")
     try:
-        fmt = sniff_format(p)
+        with open(p, "rb") as fh:
+            head = fh.read(132)
     except OSError as exc:
-        raise UnreadableFileError(f"cannot open file: {exc.strerror or type(exc).__name__}") from exc
+        raise UnreadableFileError(f"cannot open file: {_os_reason(exc)}") from exc
+    fmt = _content_format(head)
     if fmt is None:
-        raise NotAnImageError("not an image (unrecognised file type)")
+        foreign = _foreign_kind(head)
+        if foreign is not None:
+            raise NotAnImageError(
+                f"not an image we read: {foreign} content (we read DICOM, PNG, JPEG, TIFF, BMP)"
+            )
+        if p.suffix.lower() in _DICOM_SUFFIXES:
+            fmt = "DICOM"  # perhaps ACR-NEMA: a bare data set without preamble or meta
+        elif p.suffix.lower() in IMAGE_SUFFIXES:
+            raise NotAnImageError("not an image: the content is not DICOM, PNG, JPEG, TIFF or BMP")
+        else:
+            raise NotAnImageError("not an image (unrecognised file type)")
     try:
         if fmt == "DICOM":
-            return _load_dicom(p)
+            return _load_dicom(p, head)
         return _load_pillow(p, fmt)
     except ImageLoadError:
         raise
@@ -304,53 +399,115 @@ def load_image(path: str | os.PathLike[str]) -> XrayImage:
         raise CorruptImageError(_reason(f"cannot decode {fmt}", exc)) from exc
 
 
-def _check_pixel_count(rows: int, cols: int, what: str = "image") -> None:
-    if rows <= 0 or cols <= 0:
-        raise CorruptImageError(f"{what} has no rows or columns ({rows} x {cols})")
-    if rows * cols > MAX_PIXELS:
-        raise ImageTooLargeError(
-            f"{what} too large: {cols} x {rows} pixels (limit {MAX_PIXELS / 1e6:.0f} million)"
-        )
-
-
 def _reason(prefix: str, exc: BaseException) -> str:
     return short_reason(exc, prefix)
 
 
+def _decoder_reason(prefix: str, exc: BaseException) -> str:
+    """``prefix: what the decoder said``, one line: pydicom's "all plugins failed:" heading is replaced
+    by the plugins' own messages (``"plugin: message; ..."``), so that the cause is not cut off."""
+    try:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    except Exception:  # an exception whose __str__ fails
+        lines = []
+    if len(lines) > 1 and lines[0].endswith(":"):
+        detail = "; ".join(lines[1:])
+    else:
+        detail = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    text = "".join(ch if ch.isprintable() else "?" for ch in f"{prefix}: {detail}")
+    return clip(text)
+
+
 # ----------------------------------------------------------------------------------------- DICOM
-def _load_dicom(path: Path) -> XrayImage:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+#: PhotometricInterpretation defined terms (PS3.3 C.7.6.3.1.2, retired ones included): the only values
+#: a reason may name; anything else is "not a standard term"
+_STANDARD_PHOTOMETRIC = frozenset(
+    {
+        "MONOCHROME1",
+        "MONOCHROME2",
+        "PALETTE COLOR",
+        "RGB",
+        "HSV",
+        "ARGB",
+        "CMYK",
+        "YBR_FULL",
+        "YBR_FULL_422",
+        "YBR_PARTIAL_422",
+        "YBR_PARTIAL_420",
+        "YBR_ICT",
+        "YBR_RCT",
+        "XYZ",
+    }
+)
+_STANDARD_VOI_FUNCTIONS = frozenset({"LINEAR", "LINEAR_EXACT", "SIGMOID"})
+#: Longest value (bytes in the file) of the header elements the reader converts: pydicom turns
+#: numbers and multi-valued text into Python objects tens of times larger than their bytes, so a
+#: hostile length is refused before it is converted. Real values are some bytes to a few hundred.
+_MAX_VALUE_BYTES = 64 << 10
+#: The same for the LUT sequences (parsed only when read): a few tables of 65536 16-bit entries.
+_MAX_LUT_SEQUENCE_BYTES = 1 << 20
+_KEYWORDS_READ = (
+    "PhotometricInterpretation",
+    "SamplesPerPixel",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PlanarConfiguration",
+    "NumberOfFrames",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "RescaleType",
+    "WindowCenter",
+    "WindowWidth",
+    "VOILUTFunction",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "Modality",
+    "ViewPosition",
+    "BodyPartExamined",
+    "StudyDescription",
+    "SeriesDescription",
+    "SpecificCharacterSet",
+)
+
+
+def _load_dicom(path: Path, head: bytes) -> XrayImage:
     from pydicom.pixels.processing import apply_modality_lut
 
-    try:
-        with open(path, "rb", buffering=0) as raw, _ClampedReader(raw, os.fstat(raw.fileno()).st_size) as fh:
-            ds = pydicom.dcmread(fh, force=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
-        raise CorruptImageError(_reason("not a readable DICOM file", exc)) from exc
+    notes: list[str] = []
+    ds = _read_dataset(path, head, notes)
     if "PixelData" not in ds:
         if any(k in ds for k in ("FloatPixelData", "DoubleFloatPixelData")):
             raise UnsupportedImageError("DICOM float pixel data is not supported")
         raise NotAnImageError("DICOM file has no pixel data (not an image object)")
+    _check_value_lengths(ds)
     photometric = _text(ds, "PhotometricInterpretation").upper()
     if photometric in ("", "MONOCHROME1", "MONOCHROME2"):
         mono = True
     elif photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"):
         mono = False
     else:
-        shown = photometric if photometric.replace("_", "").replace(" ", "").isalnum() else "?"
-        raise UnsupportedImageError(f"unsupported photometric interpretation {shown[:32]!r}")
+        shown = photometric if photometric in _STANDARD_PHOTOMETRIC else "(not a standard term)"
+        raise UnsupportedImageError(f"unsupported photometric interpretation {shown}")
     if not photometric:
         photometric = "MONOCHROME2"
         ds.PhotometricInterpretation = photometric  # the decoders need it (pydicom refuses otherwise)
     if "SamplesPerPixel" not in ds:
         ds.SamplesPerPixel = 1 if mono else 3
     _check_dicom_geometry(ds, mono)
-    notes: list[str] = []
     n_frames = _int(ds.get("NumberOfFrames", 1), 1)
     if n_frames < 1:
-        raise CorruptImageError(f"invalid NumberOfFrames {n_frames}")
+        raise CorruptImageError("invalid NumberOfFrames (below 1)")
     _check_first_frame_size(ds, n_frames)
+    _check_modality_lut(ds)
     arr = _decode_first_frame(ds, n_frames)
     if n_frames > 1:
         notes.append(f"multi-frame object: first frame of {n_frames} shown and analysed")
@@ -365,7 +522,7 @@ def _load_dicom(path: Path) -> XrayImage:
 
     bits = _int(ds.get("BitsStored", ds.get("BitsAllocated", 8)), 8)
     if not 1 <= bits <= 32:
-        raise CorruptImageError(f"invalid BitsStored {bits}")
+        raise CorruptImageError("invalid BitsStored (not between 1 and 32)")
     inverted = False
     pivot = 0.0
     window: tuple[float, float] | None = None
@@ -378,9 +535,11 @@ def _load_dicom(path: Path) -> XrayImage:
         pivot = float(bounds.min() + bounds.max())
         value_range = (float(bounds.min()), float(bounds.max()))
         window = _dicom_window(ds)
-        voi = _dicom_voi_lut(ds, arr.dtype)
-        if str(ds.get("VOILUTFunction", "LINEAR")).upper() not in ("", "LINEAR"):
-            notes.append(f"VOI LUT function {ds.VOILUTFunction} shown as LINEAR")
+        voi = _dicom_voi_lut(ds)
+        function = _text(ds, "VOILUTFunction").upper()
+        if function not in ("", "LINEAR"):
+            shown = function if function in _STANDARD_VOI_FUNCTIONS else "(not a standard term)"
+            notes.append(f"VOI LUT function {shown} shown as LINEAR")
         if photometric == "MONOCHROME1":
             inverted = True
             values = pivot - values
@@ -407,29 +566,210 @@ def _load_dicom(path: Path) -> XrayImage:
         imager_pixel_spacing=imager_spacing,
         bits_stored=bits,
         value_range=value_range,
-        value_unit=str(ds.get("RescaleType", "") or ""),
+        value_unit=_text(ds, "RescaleType"),
         notes=tuple(notes),
         header=_header(ds),
     )
 
 
-class _ClampedReader(io.BufferedReader):
-    """A file reader that never asks for more bytes than the file has left.
+def _read_dataset(path: Path, head: bytes, notes: list[str]) -> Dataset:
+    """Parse the file with pydicom, within the element budget; deflated data is inflated with a bound.
+
+    A file that starts with ``DICM`` (the preamble left out) is read as if the 128 bytes were there; a
+    data set without a transfer syntax (ACR-NEMA, no file meta) gets the one pydicom found it in.
+    """
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.errors import InvalidDicomError
+    from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    prefix = b"\x00" * 128 if head.startswith(b"DICM") else b""
+    budget = _ElementBudget(MAX_DICOM_ELEMENTS)
+    try:
+        with open(path, "rb", buffering=0) as raw:
+            size = os.fstat(raw.fileno()).st_size
+            source: Any = _PrefixedRaw(prefix, raw, size) if prefix else raw
+            with _GuardedReader(source, len(prefix) + size, budget) as fh:
+                preamble = read_preamble(fh, force=True)
+                meta = _read_file_meta_info(fh)
+                if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+                    inflated = inflate_bounded(fh.read(), what="deflated DICOM data set")
+                    with _GuardedReader(_MemoryRaw(inflated), len(inflated), budget) as body:
+                        dataset = read_dataset(body, is_implicit_VR=False, is_little_endian=True)
+                    del inflated
+                    ds: Dataset = FileDataset(
+                        os.fspath(path), dataset, preamble, meta, is_implicit_VR=False, is_little_endian=True
+                    )
+                    ds.set_original_encoding(False, True, dataset._character_set)
+                else:
+                    fh.seek(0)
+                    ds = pydicom.dcmread(fh, force=True)
+    except ImageLoadError:
+        raise
+    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+        budget.check()  # a read cut off by the budget can surface as any of these
+        raise CorruptImageError(_reason("not a readable DICOM file", exc)) from exc
+    budget.check()
+    file_meta = getattr(ds, "file_meta", None)
+    if file_meta is None or "TransferSyntaxUID" not in file_meta:
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        implicit, little = ds.original_encoding
+        if file_meta is None:
+            ds.file_meta = file_meta = FileMetaDataset()
+        if implicit is not False:
+            file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        else:
+            file_meta.TransferSyntaxUID = (
+                ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
+            )
+        if "PixelData" in ds:
+            notes.append("no DICOM file meta (ACR-NEMA style): read as uncompressed")
+    return ds
+
+
+class _ElementBudget:
+    """Counts DICOM element headers read (pydicom reads each header as one 8-byte read)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    @property
+    def exceeded(self) -> bool:
+        return self.count > self.limit
+
+    def check(self) -> None:
+        if self.exceeded:
+            raise ImageTooLargeError(
+                f"DICOM file has too many elements: more than {self.limit} (limit {self.limit})"
+            )
+
+
+class _GuardedReader(io.BufferedReader):
+    """A file reader that never asks for more bytes than the file has left, within an element budget.
 
     pydicom reads an element with ``read(declared_length)``; a damaged or hostile length field
     (e.g. 0xFFFFFFF0) would otherwise make Python allocate a buffer of that size before reading.
+    Every 8-byte read (an element or item header) is counted; past the budget the file reads as
+    ended, so pydicom stops, and the caller raises `ImageTooLargeError` (pydicom turns some read
+    errors into its own, so raising here could be lost).
     """
 
-    def __init__(self, raw: Any, size: int) -> None:
+    def __init__(self, raw: Any, size: int, budget: _ElementBudget) -> None:
         super().__init__(raw)
         self._size = size
+        self._budget = budget
 
     def read(self, n: int | None = -1) -> bytes:
+        if n == 8:
+            self._budget.count += 1
+        if self._budget.exceeded:
+            return b""
         if n is not None and n > 0:
             n = min(n, max(0, self._size - self.tell()))
             if n == 0:
                 return b""
         return super().read(n)
+
+
+class _PrefixedRaw(io.RawIOBase):
+    """A raw file that reads as ``prefix`` followed by the bytes of ``raw`` (a missing preamble)."""
+
+    def __init__(self, prefix: bytes, raw: Any, size: int) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._raw = raw
+        self._end = len(prefix) + size
+        self._pos = 0
+        self.name = getattr(raw, "name", "")  # pydicom's FileDataset records the file name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._end}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._pos < len(self._prefix):
+            part = self._prefix[self._pos : self._pos + len(view)]
+            view[: len(part)] = part
+            self._pos += len(part)
+            return len(part)
+        self._raw.seek(self._pos - len(self._prefix))
+        got = int(self._raw.readinto(view) or 0)
+        self._pos += got
+        return got
+
+
+class _MemoryRaw(io.RawIOBase):
+    """A raw file over a bytes-like object, without copying it (io.BytesIO copies a bytearray)."""
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        super().__init__()
+        self._data = memoryview(data)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        part = self._data[self._pos : self._pos + len(view)]
+        view[: len(part)] = part
+        self._pos += len(part)
+        return len(part)
+
+    def close(self) -> None:
+        self._data.release()
+        super().close()
+
+
+def _raw_length(ds: Dataset, keyword: str) -> int:
+    """Bytes of an element's value as stored in the file, without converting it (0 when absent)."""
+    from pydicom.dataelem import RawDataElement
+
+    if keyword not in ds:
+        return 0
+    elem = ds.get_item(keyword)
+    if isinstance(elem, RawDataElement):
+        if elem.length != 0xFFFFFFFF:
+            return int(elem.length)
+        return len(elem.value) if isinstance(elem.value, (bytes, bytearray)) else 0
+    return 0  # already converted (set by us or by pydicom): nothing left to prevent
+
+
+def _check_value_lengths(ds: Dataset) -> None:
+    """Refuse header elements the reader converts whose stored value is implausibly long."""
+    for keyword, limit in (
+        *((k, _MAX_VALUE_BYTES) for k in _KEYWORDS_READ),
+        ("VOILUTSequence", _MAX_LUT_SEQUENCE_BYTES),
+        ("ModalityLUTSequence", _MAX_LUT_SEQUENCE_BYTES),
+    ):
+        length = _raw_length(ds, keyword)
+        if length > limit:
+            raise ImageTooLargeError(f"DICOM {keyword} too large: {length} bytes (limit {limit} bytes)")
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -445,22 +785,23 @@ def _check_dicom_geometry(ds: Dataset, mono: bool) -> None:
     rows, cols = _int(ds.get("Rows"), -1), _int(ds.get("Columns"), -1)
     if rows < 0 or cols < 0:
         raise CorruptImageError("DICOM image lacks valid Rows/Columns")
-    _check_pixel_count(rows, cols, "DICOM image")
+    check_pixel_count(rows, cols, "DICOM image")
     samples = _int(ds.get("SamplesPerPixel"), -1)
     if samples != (1 if mono else 3):
-        raise UnsupportedImageError(f"SamplesPerPixel {samples} does not fit the photometric interpretation")
+        raise UnsupportedImageError("SamplesPerPixel does not fit the photometric interpretation")
     allocated = _int(ds.get("BitsAllocated"), -1)
     if allocated not in (1, 8, 16, 32):
-        raise UnsupportedImageError(f"unsupported BitsAllocated {allocated}")
+        raise UnsupportedImageError("unsupported BitsAllocated (not 1, 8, 16 or 32)")
     stored = _int(ds.get("BitsStored", allocated), allocated)
     if not 1 <= stored <= allocated:
-        raise CorruptImageError(f"invalid BitsStored {stored} for BitsAllocated {allocated}")
+        raise CorruptImageError("invalid BitsStored (not between 1 and BitsAllocated)")
     if _int(ds.get("PixelRepresentation", 0), 0) not in (0, 1):
         raise CorruptImageError("invalid PixelRepresentation")
+    check_decoded_size(rows, cols, samples=samples, bits=allocated, what="DICOM image")
 
 
 def _check_first_frame_size(ds: Dataset, n_frames: int) -> None:
-    """For encapsulated (compressed) pixel data, check the size the code stream itself declares."""
+    """For encapsulated (compressed) pixel data, check what the code stream itself declares."""
     try:
         encapsulated = bool(ds.file_meta.TransferSyntaxUID.is_encapsulated)
     except AttributeError:
@@ -473,37 +814,37 @@ def _check_first_frame_size(ds: Dataset, n_frames: int) -> None:
         frame = next(generate_frames(ds.PixelData, number_of_frames=n_frames))
     except Exception:
         return  # the decoder will report the broken encapsulation itself
-    size = _codestream_size(bytes(frame[:65536]))
-    if size is not None:
-        _check_pixel_count(size[0], size[1], "compressed frame")
+    header = codestream_header(bytes(frame[:65536]))
+    if header is None:
+        return
+    # openjpeg holds every JPEG 2000 sample as a 32-bit integer while it decodes
+    bits = 32 if header.kind == "JPEG 2000" else header.bits
+    check_decoded_size(
+        header.rows, header.cols, samples=header.components, bits=bits, what=f"{header.kind} code stream"
+    )
 
 
-def _codestream_size(data: bytes) -> tuple[int, int] | None:
-    """(rows, cols) declared by a JPEG / JPEG-LS (SOF) or JPEG 2000 (SIZ) code stream, if found."""
-    if data[:4] == b"\xff\x4f\xff\x51" and len(data) >= 24:  # J2K: SOC then SIZ
-        xsiz, ysiz, xo, yo = (int.from_bytes(data[i : i + 4], "big") for i in (8, 12, 16, 20))
-        return max(0, ysiz - yo), max(0, xsiz - xo)
-    if data[:2] != b"\xff\xd8":
+def _lut_entries(item: Dataset, what: str) -> int | None:
+    """Entries declared by a LUT item (descriptor or data, whichever is larger), refused past
+    `MAX_LUT_ENTRIES`; None when the descriptor is unusable."""
+    if _raw_length(item, "LUTDescriptor") > 64:
         return None
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        sof = 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
-        if (sof or marker == 0xF7) and i + 9 <= len(data):  # F7: JPEG-LS SOF55
-            return int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
-        if marker == 0xDA or length < 2:
-            return None
-        i += 2 + length
-    return None
+    try:
+        descriptor = [int(v) for v in item.LUTDescriptor]
+    except Exception:
+        return None
+    if len(descriptor) != 3 or descriptor[0] < 0:
+        return None
+    entries = descriptor[0] or MAX_LUT_ENTRIES  # 0 means 65536
+    # 16-bit entries: the stored data may not hold more than the descriptor allows either
+    check_lut_entries(max(entries, _raw_length(item, "LUTData") // 2), what)
+    return entries
+
+
+def _check_modality_lut(ds: Dataset) -> None:
+    seq = ds.get("ModalityLUTSequence")
+    if seq:
+        _lut_entries(seq[0], "modality LUT")
 
 
 def _decode_first_frame(ds: Dataset, n_frames: int) -> np.ndarray:
@@ -518,14 +859,17 @@ def _decode_first_frame(ds: Dataset, n_frames: int) -> np.ndarray:
             return fixed
         if isinstance(exc, MemoryError):
             raise ImageTooLargeError("image too large for memory") from exc
-        raise CorruptImageError(_reason(f"cannot decode {_syntax_name(ds)} pixel data", exc)) from exc
+        raise CorruptImageError(_decoder_reason(f"cannot decode {_syntax_name(ds)} pixel data", exc)) from exc
 
 
 def _syntax_name(ds: Dataset) -> str:
+    """The transfer syntax's standard name; never the UID as written (a header value)."""
     try:
-        return str(ds.file_meta.TransferSyntaxUID.name)
-    except AttributeError:
+        uid = ds.file_meta.TransferSyntaxUID
+        name = str(uid.name)
+    except Exception:
         return "DICOM"
+    return name if name != str(uid) and name.isprintable() else "DICOM (unknown transfer syntax)"
 
 
 def _decode_jpeg_with_fixed_sos(ds: Dataset) -> np.ndarray | None:
@@ -596,23 +940,32 @@ def _dicom_window(ds: Dataset) -> tuple[float, float] | None:
     return center, width
 
 
-def _dicom_voi_lut(ds: Dataset, stored_dtype: np.dtype) -> VoiLut | None:
-    """The first VOI LUT of ``VOILUTSequence`` as a table over modality values (pydicom does the parsing)."""
+def _dicom_voi_lut(ds: Dataset) -> VoiLut | None:
+    """The first VOI LUT of ``VOILUTSequence`` as a table over modality values (pydicom does the parsing).
+
+    Raises:
+        ImageTooLargeError: when the LUT declares more than `MAX_LUT_ENTRIES` entries.
+    """
     seq = ds.get("VOILUTSequence")
     if not seq:
+        return None
+    item = seq[0]
+    n_entries = _lut_entries(item, "VOI LUT")
+    if n_entries is None:
         return None
     try:
         from pydicom.pixels.processing import apply_voi
 
-        item = seq[0]
-        n_entries, first, _bits = (int(v) for v in item.LUTDescriptor)
-        n_entries = n_entries or 65536
+        first = int(item.LUTDescriptor[1])
         # pydicom reads the second descriptor value as unsigned; a signed image means it was negative
         if _int(ds.get("PixelRepresentation", 0), 0) == 1 and first >= 2**15:
             first -= 2**16
         inputs = np.arange(first, first + n_entries, dtype=np.int64)
         table = np.asarray(apply_voi(inputs, ds, index=0), dtype=np.float32)
-        return VoiLut(float(first), table, str(item.get("LUTExplanation", "") or ""))
+        explanation = (
+            "" if _raw_length(item, "LUTExplanation") > _MAX_VALUE_BYTES else _text(item, "LUTExplanation")
+        )
+        return VoiLut(float(first), table, explanation)
     except Exception:
         return None  # an unusable VOI LUT is no reason not to show the image: fall back to windows
 
@@ -654,16 +1007,39 @@ def _header(ds: Dataset) -> HeaderSummary:
 
 
 # ---------------------------------------------------------------------------------------- Pillow
-def _load_pillow(path: Path, fmt: str) -> XrayImage:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def _pillow_bits(mode: str) -> int:
+    """Bits per sample of a Pillow mode."""
+    if mode == "1":
+        return 1
+    if mode.startswith("I;16"):
+        return 16
+    if mode in ("I", "F") or mode.startswith(("I;32", "F;32")):
+        return 32
+    return 8
 
+
+def _load_pillow(path: Path, fmt: str) -> XrayImage:
+    from PIL import (  # the four plugins, registered before Image.open looks them up
+        BmpImagePlugin,  # noqa: F401
+        Image,
+        ImageOps,
+        JpegImagePlugin,  # noqa: F401
+        PngImagePlugin,  # noqa: F401
+        TiffImagePlugin,  # noqa: F401
+        UnidentifiedImageError,
+    )
+
+    if fmt not in _PILLOW_FORMATS:  # never reached: the content chose one of them
+        raise NotAnImageError("not an image (unrecognised file type)")
     notes: list[str] = []
     try:
-        with Image.open(path) as img:
-            _check_pixel_count(int(img.size[1]), int(img.size[0]), f"{fmt} image")
-            n_frames = int(getattr(img, "n_frames", 1) or 1)
-            img.seek(0)
-            _check_pixel_count(int(img.size[1]), int(img.size[0]), f"{fmt} image")
+        # formats=[fmt]: Pillow tries that one plugin only, never EPS (Ghostscript) or any other
+        with Image.open(path, formats=[fmt]) as img:
+            width, height = (int(v) for v in img.size)
+            check_decoded_size(
+                height, width, samples=len(img.getbands()), bits=_pillow_bits(img.mode), what=f"{fmt} image"
+            )
+            pages = _page_count(img, path, fmt)
             img.load()
             upright = ImageOps.exif_transpose(img) or img
             pixels, bits = _pillow_to_grey(upright, notes)
@@ -675,8 +1051,10 @@ def _load_pillow(path: Path, fmt: str) -> XrayImage:
         raise CorruptImageError(f"not a readable {fmt} image") from exc
     except OSError as exc:  # truncated or corrupt data
         raise CorruptImageError(_reason(f"cannot decode {fmt}", exc)) from exc
-    if n_frames > 1:
-        notes.append(f"multi-page file: first page of {n_frames} shown and analysed")
+    if pages > MAX_PAGES_COUNTED:
+        notes.append(f"multi-page file: first page of more than {MAX_PAGES_COUNTED} shown and analysed")
+    elif pages > 1:
+        notes.append(f"multi-page file: first page of {pages} shown and analysed")
     if pixels.size == 0:
         raise CorruptImageError("empty image")
     if pixels.ndim != 2:
@@ -700,6 +1078,16 @@ def _load_pillow(path: Path, fmt: str) -> XrayImage:
         value_range=value_range,
         notes=tuple(notes),
     )
+
+
+def _page_count(img: Any, path: Path, fmt: str) -> int:
+    """Pages (frames) in the file: TIFF pages counted by `tiff_page_count` (linear, bounded), the
+    others as Pillow declares them (PNG acTL, MPO index: read from the header, no seeking)."""
+    if fmt == "TIFF":
+        with open(path, "rb") as fh:
+            pages = tiff_page_count(fh, MAX_PAGES_COUNTED)
+        return pages or 1
+    return int(getattr(img, "n_frames", 1) or 1)
 
 
 def _pillow_to_grey(img: Any, notes: list[str]) -> tuple[np.ndarray, int]:
