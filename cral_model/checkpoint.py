@@ -182,6 +182,9 @@ def save_checkpoint(
 
     Returns:
         The path written.
+
+    Raises:
+        CheckpointError: metadata that `load_checkpoint` would refuse (see `read_metadata`).
     """
     net = getattr(model, "module", model)
     net = getattr(net, "_orig_mod", net)
@@ -230,6 +233,8 @@ def save_checkpoint(
         "extra": extra,
     }
     text = json.dumps(meta, allow_nan=False, default=_json_default)
+    # What load_checkpoint would refuse (1001 classes, a 4096 px input...) is refused now, not later.
+    _validate_metadata(json.loads(text), Path(path).name)
 
     from safetensors.torch import save_file
 
