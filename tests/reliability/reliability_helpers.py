@@ -1,8 +1,9 @@
 """Seed files, mutations and a crash/hang-proof decoding harness for the reader fuzz tests.
 
-The harness (`run_in_subprocess`) feeds file paths to ``decode_worker.py`` in a child process with an
-address-space limit and watches every file with a wall-clock limit: a segfault, abort or hang in a C
-decoder is recorded as a failure of that one case, the child is restarted, and the run goes on.
+The harness (`run_in_subprocess`) feeds file paths to ``decode_worker.py`` in a child process and
+watches every file with a wall-clock limit and a memory budget: a segfault, abort or hang in a C decoder,
+or a file that makes the child's resident set grow past `MEMORY_BUDGET`, is recorded as a failure of
+that one case, the child is restarted (killed first where it was still growing), and the run goes on.
 """
 
 from __future__ import annotations
@@ -35,8 +36,32 @@ WORKER = HERE / "decode_worker.py"
 
 #: wall-clock limit for one file (generous: the machine may be busy with training)
 PER_FILE_TIMEOUT_S = 20.0
-#: address-space limit of the decoding child process
-CHILD_MEMORY_LIMIT = 3 << 30
+#: Memory budget of one case: the peak resident set size (RSS) the decoding child may reach while it
+#: handles one file, 1.5 x the largest legitimate case. Measured for issue 18 on the 2-core dev machine
+#: with this worker (warmed up: Python, numpy, pydicom, Pillow and the pylibjpeg/OpenJPEG/JPEG-LS
+#: decoders imported, 51-58 MB idle): the largest real images in ../shared/data at full resolution,
+#: read and windowed as the worker does, peak at 119 MB each in a fresh worker (RG2_JPLY.dcm,
+#: 2140 x 1760; RG1_J2KR.dcm, 1955 x 1841) and at up to 128 MB in a worker that has read the others
+#: before (RG2_JLSL.dcm); a 1024 px NIH PNG at 76 MB. 1.5 x 128 MB = 192 MB. Only a reader that
+#: allocates far more than a real radiograph needs goes over it (the memory bombs of issue 18 take
+#: gigabytes). The budget fits the harness's corpus (real files up to 3.8 million pixels); the readers
+#: accept up to `MAX_PIXELS` (40 million), whose legitimate files would need more.
+MEMORY_BUDGET = 192_000_000
+#: the warmed-up worker's idle RSS (measured: 51-58 MB, rounded up), and what a file may add to it:
+#: the budget of in-process checks, which measure the growth of the test process's peak instead
+WORKER_IDLE_RSS = 60_000_000
+CASE_MEMORY_ALLOWANCE = MEMORY_BUDGET - WORKER_IDLE_RSS
+#: a worker whose RSS, after a file and a garbage collection, stays this much above its idle RSS is
+#: restarted before the next file, so that what one file leaks does not count against the next ones
+#: (what each file keeps is recorded: `CaseResult.kept_rss`)
+KEPT_RSS_RESTART = 32_000_000
+#: how often the harness looks at the child's RSS; past the budget, the child is killed at once (as on a
+#: machine that has only that much for the case)
+RSS_POLL_S = 0.005
+#: address-space backstop of the decoding child (not the budget: an address-space cap makes a memory
+#: bomb fail inside the allocator, where a decoder may turn it into an ordinary decoding error and hide
+#: it; the budget is watched on the RSS instead)
+CHILD_MEMORY_LIMIT = 64 << 30
 
 PATIENT_NAME = "Zyxwvut^Qqqqq"  # unusual strings that cannot appear in output by chance
 PATIENT_ID = "PID-8675309-XQ"
@@ -200,17 +225,57 @@ class CaseResult:
     status: str  # ok | error (typed ImageLoadError) | FAIL-*
     detail: str
     seconds: float
+    peak_rss: int = 0  # bytes: the child's peak resident set size during this case (0: not reported)
+    kept_rss: int = 0  # bytes: how much more the child held after this case than before it
 
     @property
     def failed(self) -> bool:
         return self.status.startswith("FAIL")
 
 
+class HarnessResults(list[CaseResult]):
+    """The cases' results, in order, plus what each child process used.
+
+    Attributes:
+        child_peak_rss: every child's peak RSS in bytes, one per child: the highest of the peaks it
+            reported for its files and of the RSS the harness saw while polling. (Not ``ru_maxrss``
+            from ``wait4``: that counts the parent's memory image, which the child has until ``exec``.)
+        restarts: children restarted because they kept more than `KEPT_RSS_RESTART` after a file.
+        memory_budget: the per-case budget the run was held to (bytes).
+    """
+
+    def __init__(self, memory_budget: int) -> None:
+        super().__init__()
+        self.child_peak_rss: list[int] = []
+        self.restarts = 0
+        self.memory_budget = memory_budget
+
+
+def _rss(pid: int) -> int:
+    """Current resident set size of ``pid`` in bytes (0 when it has gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def run_in_subprocess(
-    cases: Sequence[tuple[str, Path]], timeout_s: float = PER_FILE_TIMEOUT_S, worker: Path = WORKER
-) -> list[CaseResult]:
-    """Decode every file in a child process; crashes and hangs fail only their own case."""
-    results: list[CaseResult] = []
+    cases: Sequence[tuple[str, Path]],
+    timeout_s: float = PER_FILE_TIMEOUT_S,
+    worker: Path = WORKER,
+    memory_budget: int = MEMORY_BUDGET,
+) -> HarnessResults:
+    """Decode every file in a child process; crashes, hangs and memory bombs fail only their own case.
+
+    A case fails as ``FAIL-memory-budget`` when the child's RSS passes ``memory_budget`` while it
+    handles that file: seen by polling (the child is then killed at once) or in the peak the child
+    reports after the file.
+    """
+    results = HarnessResults(memory_budget)
     todo = list(cases)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONFAULTHANDLER="0")
     env["CXR_RELIABILITY_MEMORY_LIMIT"] = str(CHILD_MEMORY_LIMIT)
@@ -230,15 +295,25 @@ def run_in_subprocess(
         assert proc.stdout is not None
         buf = b""
         done = 0
+        child_peak = 0
+        before = 0  # the child's RSS after its previous file
         start = time.monotonic()
-        broke = False
+        stop = False  # the child failed a case or is to be restarted: go on with a new one
         while done < len(todo):
             line = None
+            over_budget = 0
             while b"\n" not in buf:
                 left = timeout_s - (time.monotonic() - start)
-                ready, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
-                if not ready:
+                if left <= 0:
                     break
+                ready, _, _ = select.select([proc.stdout], [], [], min(left, RSS_POLL_S))
+                if not ready:
+                    now = _rss(proc.pid)
+                    child_peak = max(child_peak, now)
+                    if now > memory_budget:
+                        over_budget = now
+                        break
+                    continue
                 chunk = os.read(proc.stdout.fileno(), 65536)
                 if not chunk:
                     break
@@ -248,41 +323,86 @@ def run_in_subprocess(
             name = todo[done][0]
             if line is None:
                 elapsed = time.monotonic() - start
-                if elapsed >= timeout_s:
+                if over_budget or elapsed >= timeout_s:
                     proc.kill()
-                    proc.wait()
+                code = proc.wait()
+                if over_budget:
+                    detail = f"killed at {over_budget / 1e6:.0f} MB RSS (budget {memory_budget / 1e6:.0f} MB)"
+                    results.append(CaseResult(name, "FAIL-memory-budget", detail, elapsed, over_budget))
+                elif elapsed >= timeout_s:
                     results.append(CaseResult(name, "FAIL-timeout", f"> {timeout_s:.0f} s", elapsed))
                 else:
-                    code = proc.wait()
                     results.append(CaseResult(name, "FAIL-crash", f"child exited with {code}", elapsed))
-                todo = todo[done + 1 :]
-                broke = True
+                done += 1
+                stop = True
                 break
             rec = json.loads(line)
-            results.append(CaseResult(name, rec["status"], rec["detail"], rec["seconds"]))
+            result = CaseResult(
+                name, rec["status"], rec["detail"], rec["seconds"], int(rec.get("peak_rss", 0))
+            )
+            child_peak = max(child_peak, result.peak_rss)
+            if result.peak_rss > memory_budget:
+                result.detail = (
+                    f"peak {result.peak_rss / 1e6:.0f} MB RSS > budget {memory_budget / 1e6:.0f} MB "
+                    f"({result.status}: {result.detail})"
+                )
+                result.status = "FAIL-memory-budget"
+            after, idle = int(rec.get("rss_after", 0)), int(rec.get("idle_rss", 0))
+            if after and idle:
+                result.kept_rss = max(0, after - (before or idle))
+                before = after
+            results.append(result)
             done += 1
             start = time.monotonic()
+            if after and idle and after - idle > KEPT_RSS_RESTART and done < len(todo):
+                results.restarts += 1
+                stop = True
+                break
+        if stop and proc.poll() is None:
+            proc.kill()
         proc.stdout.close()
         os.unlink(fh.name)
-        if not broke:
-            proc.wait()
-            todo = []
+        proc.wait()
+        results.child_peak_rss.append(child_peak)
+        todo = todo[done:]
     return results
 
 
 def summarise(results: Sequence[CaseResult]) -> dict[str, object]:
-    """Counts by status, failures listed, slowest case."""
+    """Counts by status, failures listed, slowest case; peak RSS figures when the harness measured them."""
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     slowest = max(results, key=lambda r: r.seconds) if results else None
-    return {
+    out: dict[str, object] = {
         "cases": len(results),
         "failures": sum(r.failed for r in results),
         "counts": counts,
         "failed": [f"{r.name}: {r.status} {r.detail}" for r in results if r.failed][:50],
         "slowest": f"{slowest.name} {slowest.seconds:.2f} s" if slowest else "",
     }
+    measured = [r for r in results if r.peak_rss]
+    if measured:
+        top = max(measured, key=lambda r: r.peak_rss)
+        kept = max(results, key=lambda r: r.kept_rss)
+        out["peak_rss_mb"] = {
+            "max": round(top.peak_rss / 1e6, 1),
+            "max_case": top.name,
+            "median": round(float(np.median([r.peak_rss for r in measured])) / 1e6, 1),
+        }
+        out["over_memory_budget"] = counts.get("FAIL-memory-budget", 0)
+        out["kept_after_case_mb"] = {
+            "max": round(kept.kept_rss / 1e6, 1),
+            "max_case": kept.name,
+            "cases_over_8MB": sum(r.kept_rss > 8_000_000 for r in results),
+        }
+    if isinstance(results, HarnessResults):
+        out["memory_budget_mb"] = round(results.memory_budget / 1e6, 1)
+        out["children"] = len(results.child_peak_rss)
+        out["restarts_after_kept_memory"] = results.restarts
+        if results.child_peak_rss:
+            out["child_peak_rss_mb_max"] = round(max(results.child_peak_rss) / 1e6, 1)
+    return out
 
 
 # ============================================================================ batches of files

@@ -1,8 +1,10 @@
 """Item 1 of issue 7, property-based: hypothesis builds DICOM headers and damaged files in-process.
 
 Every example must give a valid image (2-D float32, finite, within `MAX_PIXELS`) or one *typed*
-`ImageLoadError` subclass with a one-line readable reason, within the per-file time limit. Runs are
-reproducible (``derandomize=True``, no example database) and sized to take seconds.
+`ImageLoadError` subclass with a one-line readable reason, within the per-file time limit and the memory
+budget (in-process, so the budget is on the growth of this process's peak RSS while it reads the file:
+`CASE_MEMORY_ALLOWANCE`, the child harness's budget less its worker's idle RSS). Runs are reproducible
+(``derandomize=True``, no example database) and sized to take seconds.
 """
 
 from __future__ import annotations
@@ -13,10 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from decode_worker import peak_rss, reset_peak_rss, rss
 from helpers.dicom import file_meta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_helpers import PATIENT_ID, PATIENT_NAME, PER_FILE_TIMEOUT_S, png_with_size
+from reliability_helpers import (
+    CASE_MEMORY_ALLOWANCE,
+    PATIENT_ID,
+    PATIENT_NAME,
+    PER_FILE_TIMEOUT_S,
+    png_with_size,
+)
 
 from cxr_viewer.core.io import MAX_PIXELS, ImageLoadError, load_image
 
@@ -27,7 +36,7 @@ pytestmark = [
 ]
 
 FUZZ = settings(
-    max_examples=250,
+    max_examples=500,
     derandomize=True,
     database=None,
     deadline=None,  # the machine is shared; the time limit is checked below instead
@@ -39,7 +48,17 @@ FUZZ = settings(
 )
 
 
+#: stats keys that are not outcome counts
+_NOT_COUNTS = ("max_ms", "cases", "max_rss_growth_mb")
+
+
+def _cases(stats: Counter) -> int:
+    return sum(v for k, v in stats.items() if k not in _NOT_COUNTS)
+
+
 def _outcome(path: Path, stats: Counter) -> None:
+    resettable = reset_peak_rss()
+    start = rss()
     t0 = time.perf_counter()
     try:
         img = load_image(path)
@@ -57,6 +76,10 @@ def _outcome(path: Path, stats: Counter) -> None:
     seconds = time.perf_counter() - t0
     stats["max_ms"] = max(stats["max_ms"], round(seconds * 1000))
     assert seconds < PER_FILE_TIMEOUT_S
+    if resettable and start:
+        growth = max(0, peak_rss() - start)
+        stats["max_rss_growth_mb"] = max(stats["max_rss_growth_mb"], round(growth / 1e6, 1))
+        assert growth <= CASE_MEMORY_ALLOWANCE, f"{growth / 1e6:.0f} MB for one file"
 
 
 PHOTOMETRIC = ["MONOCHROME1", "MONOCHROME2"] * 3 + [
@@ -137,7 +160,7 @@ def _write_dicom(path: Path, h: dict) -> None:
 def test_hypothesis_dicom_headers(tmp_path, figures):
     stats: Counter = Counter()
 
-    @settings(FUZZ, max_examples=400)
+    @settings(FUZZ, max_examples=800)
     @given(h=dicom_headers)
     def check(h):
         p = tmp_path / "h.dcm"
@@ -145,7 +168,7 @@ def test_hypothesis_dicom_headers(tmp_path, figures):
         _outcome(p, stats)
 
     check()
-    stats["cases"] = sum(v for k, v in stats.items() if k not in ("max_ms", "cases"))
+    stats["cases"] = _cases(stats)
     figures["fuzz (hypothesis): generated DICOM headers"] = dict(stats)
 
 
@@ -176,7 +199,7 @@ def test_hypothesis_damaged_bytes_of_every_format(tmp_path, seeds, figures):
         _outcome(p, stats)
 
     check()
-    stats["cases"] = sum(v for k, v in stats.items() if k not in ("max_ms", "cases"))
+    stats["cases"] = _cases(stats)
     figures["fuzz (hypothesis): damaged bytes of the seeds"] = dict(stats)
 
 
@@ -193,5 +216,5 @@ def test_hypothesis_declared_picture_sizes(tmp_path, figures):
             assert stats["ImageTooLargeError"] > 0
 
     check()
-    stats["cases"] = sum(v for k, v in stats.items() if k not in ("max_ms", "cases"))
+    stats["cases"] = _cases(stats)
     figures["fuzz (hypothesis): declared PNG sizes"] = dict(stats)

@@ -3,11 +3,12 @@
 Two layers:
 
 * a corpus run in a child process (`reliability_helpers.run_in_subprocess`): every file has a wall-clock
-  limit, the child has a 3 GiB address-space limit, and a crash or hang fails only its own case. The
-  corpus: hand-made hostile cases (absurd sizes, wrong/missing tags, unsupported photometric
-  interpretations, no pixel data, zero-byte files, FIFOs, link loops...) plus deterministic byte
-  mutations (truncation, bit flips, junk blocks, cuts) of small seeds of every format and of the real
-  CR files in ../shared/data/dicom;
+  limit and a memory budget (the child's peak RSS while it reads the file, 1.5 x what the largest real
+  radiograph needs: `reliability_helpers.MEMORY_BUDGET`), and a crash, hang or memory bomb fails only
+  its own case. The corpus: hand-made hostile cases (absurd sizes, wrong/missing tags, unsupported
+  photometric interpretations, no pixel data, zero-byte files, FIFOs, link loops...) plus deterministic
+  byte mutations (truncation, bit flips, junk blocks, cuts) of small seeds of every format and of the
+  real CR files in ../shared/data/dicom, which are also read unchanged (they must fit the budget);
 * hypothesis property tests in-process (`test_fuzz_hypothesis.py`).
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from reliability_helpers import (
+    MEMORY_BUDGET,
     byte_mutations,
     patch_jpeg_size,
     png_with_size,
@@ -28,6 +30,9 @@ from reliability_helpers import (
     run_in_subprocess,
     summarise,
 )
+
+#: damaged variants per small seed (20 seeds): with the other fuzz tests, over 10,000 generated cases
+SEED_MUTATIONS = 400
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -263,7 +268,7 @@ def test_hostile_files_give_an_image_or_a_typed_error(tmp_path, seeds, figures):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_damaged_seed_files_give_an_image_or_a_typed_error(tmp_path, seeds, figures):
     rng = random.Random(20240607)
     folder = tmp_path / "mutated"
@@ -271,7 +276,7 @@ def test_damaged_seed_files_give_an_image_or_a_typed_error(tmp_path, seeds, figu
     cases = []
     for name, path in sorted(seeds.items()):
         data = path.read_bytes()
-        for k, (how, mutated) in enumerate(byte_mutations(data, rng, 150)):
+        for k, (how, mutated) in enumerate(byte_mutations(data, rng, SEED_MUTATIONS)):
             p = folder / f"{k:03d}_{name}"
             p.write_bytes(mutated)
             cases.append((f"{name} {how}", p))
@@ -280,13 +285,15 @@ def test_damaged_seed_files_give_an_image_or_a_typed_error(tmp_path, seeds, figu
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_damaged_real_dicom_give_an_image_or_a_typed_error(tmp_path, figures):
     files = real_dicom_files()
     if not files:
         pytest.skip("shared test data not available: ../shared/data/dicom")
     rng = random.Random(7)
-    cases = []
+    # the real files themselves first: legitimate radiographs must be read within the memory budget
+    cases = [(f"{src.name} unchanged", src) for src in files]
+    expect = {name: "ok" for name, _ in cases}
     for src in files:
         data = src.read_bytes()
         muts = [*byte_mutations(data, rng, 25), ("huge-codestream", patch_jpeg_size(data, 60000, 60000))]
@@ -295,7 +302,7 @@ def test_damaged_real_dicom_give_an_image_or_a_typed_error(tmp_path, figures):
             p.write_bytes(mutated)
             cases.append((f"{src.name} {how}", p))
     results = run_in_subprocess(cases)
-    _check(results, {}, figures, "fuzz: byte mutations of the 13 real CR DICOM files")
+    _check(results, expect, figures, "fuzz: the 13 real CR DICOM files and byte mutations of them")
 
 
 _BAD_WORKER = """
@@ -308,6 +315,65 @@ for line in open(sys.argv[1]):
         os.abort()
     print(json.dumps({"status": "ok", "detail": path, "seconds": 0.0}), flush=True)
 """
+
+
+_GREEDY_WORKER = """
+import json, sys, time
+sys.path.insert(0, sys.argv[2])
+from decode_worker import peak_rss, reset_peak_rss, rss
+idle = rss()
+for line in open(sys.argv[1]):
+    path = json.loads(line)
+    reset_peak_rss()
+    if "grow" in path:  # a decoder filling more and more memory: killed while it grows
+        chunks = []
+        for _ in range(100):
+            chunks.append(bytearray(b"x" * (16 << 20)))
+            time.sleep(0.002)
+    if "spike" in path:  # one short allocation above the budget, freed before any poll could see it
+        big = bytearray(b"x" * (int(sys.argv[3]) + (64 << 20)))
+        del big
+    if "leak" in path:  # what a decoder keeps after a file
+        globals().setdefault("kept", []).append(bytearray(b"x" * (48 << 20)))
+    out = {"status": "ok", "detail": path, "seconds": 0.0, "peak_rss": peak_rss(), "idle_rss": idle,
+           "rss_after": rss()}
+    print(json.dumps(out), flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_the_harness_sees_memory(tmp_path, monkeypatch):
+    """The harness itself: a file whose reading passes the memory budget fails as such, whether the
+    child is still growing (killed) or the peak was brief; a child that keeps memory is restarted."""
+    import reliability_helpers
+
+    worker = tmp_path / "greedy_worker.py"
+    budget = 400_000_000
+    text = _GREEDY_WORKER.replace("sys.argv[2]", repr(str(reliability_helpers.HERE)))
+    worker.write_text(text.replace("sys.argv[3]", str(budget)))
+    names = ["a", "grow", "b", "spike", "c", "leak", "d"]
+    results = run_in_subprocess([(n, tmp_path / n) for n in names], worker=worker, memory_budget=budget)
+    assert [(r.name, r.status) for r in results] == [
+        ("a", "ok"), ("grow", "FAIL-memory-budget"), ("b", "ok"), ("spike", "FAIL-memory-budget"),
+        ("c", "ok"), ("leak", "ok"), ("d", "ok"),
+    ]  # fmt: skip
+    assert "killed at" in results[1].detail
+    assert results[5].kept_rss > 40_000_000 and results.restarts == 1
+    summary = summarise(results)
+    assert summary["over_memory_budget"] == 2 and summary["children"] == 4
+    assert 400 < summary["child_peak_rss_mb_max"] < 1500
+    # a peak between two looks at the child: caught in the peak it reports
+    monkeypatch.setattr(reliability_helpers, "RSS_POLL_S", 30.0)
+    results = run_in_subprocess(
+        [(n, tmp_path / n) for n in ("a", "spike", "b")], worker=worker, memory_budget=budget
+    )
+    assert [r.status for r in results] == ["ok", "FAIL-memory-budget", "ok"]
+    assert results[1].detail.startswith("peak ") and results[1].peak_rss > budget
+
+
+def test_memory_budget_is_that_of_a_radiograph():
+    """The budget stays a radiograph's, not a machine's (the memory bombs of issue 18 take gigabytes)."""
+    assert 150e6 <= MEMORY_BUDGET <= 300e6
 
 
 @pytest.mark.timeout(60)
