@@ -178,7 +178,9 @@ _BAD_METADATA = [
     pytest.param(lambda m: m.update(thresholds="0.5"), "thresholds", id="thresholds-a-string"),
     pytest.param(lambda m: m.update(format_version=True), "format_version", id="bool-version"),
     pytest.param(
-        lambda m: m["class_names"].__setitem__(0, "Atelectasis\n=HYPERLINK()"), "class_names", id="newline-name"
+        lambda m: m["class_names"].__setitem__(0, "Atelectasis\n=HYPERLINK()"),
+        "class_names",
+        id="newline-name",
     ),
     pytest.param(lambda m: m.update(weights_dtype="int64"), "weights_dtype", id="int-weights-dtype"),
 ]
@@ -353,7 +355,9 @@ _DAMAGE = [
     pytest.param(_resave(lambda s: s.pop("config")), "config", id="no-config"),
     pytest.param(_resave(lambda s: s.update(config={"backbone": 3})), "config", id="invalid-config"),
     pytest.param(_resave(lambda s: s.update(epoch="one")), "epoch", id="string-epoch"),
-    pytest.param(lambda p: torch.save({"weights": torch.zeros(2)}, p), "not a cral-train state", id="foreign"),
+    pytest.param(
+        lambda p: torch.save({"weights": torch.zeros(2)}, p), "not a cral-train state", id="foreign"
+    ),
     pytest.param(
         _resave(lambda s: s["model"].pop(sorted(s["model"])[0])), "model weights", id="weights-do-not-fit"
     ),
