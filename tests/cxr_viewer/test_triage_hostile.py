@@ -8,7 +8,6 @@ import io
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +40,9 @@ def hostile_checkpoint(tmp_path_factory) -> Path:
         "+1+1",
         "-2+3",
         "@SUM(1)",
-        "\tTab",
-        "\rReturn",
-        *(f"Class{i}" for i in range(8)),
+        "=1",
+        "-Minus",
+        *(f"Class{i}" for i in range(8)),  # tab and CR: checkpoints refuse unprintable names
     ]
     return cral_model.save_checkpoint(
         random_cral(warm_up_batch=4),
@@ -111,7 +110,7 @@ def _no_formula(cell: str) -> bool:
 
 
 def test_cells_a_spreadsheet_would_run_are_escaped(hostile_checkpoint, tmp_path, monkeypatch) -> None:
-    """Class names and file names starting with ``= + - @``, tab or CR reach every text cell with a
+    """Class names and file names starting with ``= + - @`` reach every text cell with a
     leading ``'`` (each item of ``flags`` and ``top8`` too); numbers stay numbers."""
     monkeypatch.chdir(tmp_path)
     _png(tmp_path / "=HYPERLINK(1).png")
@@ -135,7 +134,7 @@ def test_cells_a_spreadsheet_would_run_are_escaped(hostile_checkpoint, tmp_path,
         assert len(r[flags].split(";")) == 14  # all flagged at threshold 1e-6
         for name in r[flags].split(";") + [item.rsplit(":", 1)[0] for item in r[top8].split(";")]:
             assert _no_formula(name), name  # also safe where a spreadsheet splits on ';'
-        assert {'\'=HYPERLINK("http://example.invalid","x")', "'@SUM(1)", "'\tTab"} <= set(
+        assert {'\'=HYPERLINK("http://example.invalid","x")', "'@SUM(1)", "'-Minus"} <= set(
             r[flags].split(";")
         )
 
@@ -145,15 +144,18 @@ def test_write_csv_escapes_error_and_warning_but_not_numbers() -> None:
     write_csv(
         [
             TriageRow("-x.png", "=cmd|' /C calc'!A0"),
+            TriageRow("\tt.png", "\rr", warning="@w"),
             TriageRow("ok.png", probabilities=(0.25,), triage_score=0.5, top8=(("A", 0.25),), warning="+w"),
         ],
         ("A",),
         buf,
     )
-    assert buf.getvalue().splitlines() == [
+    assert buf.getvalue().split("\n") == [
         "file,error,triage_score,prob_A,flags,top8,warning",
         "'-x.png,'=cmd|' /C calc'!A0,,,,,",
+        "'\tt.png,\"'\rr\",,,,,'@w",
         "ok.png,,0.500000,0.250000,,A:0.2500,'+w",
+        "",
     ]
 
 
@@ -207,17 +209,19 @@ def test_a_fifo_is_written_to_not_replaced(checkpoint, tmp_path) -> None:
     assert _leftovers(tmp_path) == []
 
 
-def test_a_link_to_stdout_reaches_stdout(checkpoint, tmp_path) -> None:
+def test_a_link_to_stdout_reaches_stdout(checkpoint, tmp_path, capfd) -> None:
     """What ``-o /dev/stdout`` is (a link to ``/proc/self/fd/1``), with a link of our own: the test must
-    not replace the machine's /dev/stdout when it fails."""
+    not replace the machine's /dev/stdout when it fails. Here fd 1 is capfd's file; a pipe or a terminal
+    is a special file, as in the FIFO test."""
     good = _png(tmp_path / "good.png")
     link = tmp_path / "stdout"
     link.symlink_to("/proc/self/fd/1")
-    cmd = [sys.executable, "-m", "cxr_viewer.cli.triage", *_args(checkpoint, good), "-o", str(link)]
-    proc = subprocess.run(cmd, capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    os.write(1, b"before\n")  # written in place: the CSV comes after what is there
+    assert main([*_args(checkpoint, good), "-o", str(link)]) == 0
     assert link.is_symlink()
-    assert len(_rows(proc.stdout)) == 1
+    out = capfd.readouterr().out
+    assert out.startswith("before\nfile,error,")
+    assert len(_rows(out.removeprefix("before\n").encode())) == 1
     assert _leftovers(tmp_path) == []
 
 
@@ -311,3 +315,29 @@ def test_folders_that_could_not_be_listed_are_rows_and_counted(
         str(deep): "path too long to open (over PATH_MAX)",
     }
     assert "1 analysed (" in (err := capsys.readouterr().err) and "2 not readable" in err, err
+
+
+def test_a_path_over_path_max_is_a_row_and_counted(checkpoint, tmp_path, capsys) -> None:
+    """Folders nested past PATH_MAX (4096 bytes), made through directory descriptors: the walker cannot
+    list the deepest one, and that is a row, not a silent gap."""
+    good = _png(tmp_path / "good.png")
+    top = tmp_path / "deep"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(18):  # 18 x 251 bytes > 4096
+            os.mkdir("d" * 250, dir_fd=fd)
+            nxt = os.open("d" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        with os.fdopen(os.open("lost.png", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as fh:
+            fh.write(good.read_bytes())
+    finally:
+        os.close(fd)
+    out = tmp_path / "r.csv"
+    assert main([*_args(checkpoint, good, top), "-o", str(out)]) == 0
+    rows = _rows(out.read_bytes())
+    assert len(rows) == 2, rows
+    (row,) = (r for r in rows if r["file"] != str(good))
+    assert row["file"].startswith(str(top)) and row["error"], row
+    assert "1 analysed (" in (err := capsys.readouterr().err) and "1 not readable" in err, err
