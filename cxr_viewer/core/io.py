@@ -46,7 +46,7 @@ excepted; photometric interpretations only when they are standard terms), so the
 from __future__ import annotations
 
 import errno
-import io
+import functools
 import logging
 import os
 import stat
@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cxr_viewer.core.codestream import codestream_header, tiff_page_count
+from cxr_viewer.core.dicom_file import read_dicom_file
 from cxr_viewer.core.errors import (
     CorruptImageError,
     ImageLoadError,
@@ -68,7 +69,6 @@ from cxr_viewer.core.errors import (
 )
 from cxr_viewer.core.image import HeaderSummary, VoiLut, XrayImage
 from cxr_viewer.core.limits import (
-    MAX_DICOM_ELEMENTS,
     MAX_FILE_BYTES,
     MAX_LUT_ENTRIES,
     MAX_PAGES_COUNTED,
@@ -76,7 +76,6 @@ from cxr_viewer.core.limits import (
     check_decoded_size,
     check_lut_entries,
     check_pixel_count,
-    inflate_bounded,
 )
 from cxr_viewer.core.reasons import clip, short_reason
 
@@ -103,6 +102,14 @@ __all__ = [
 
 IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 _DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
+_SUFFIX_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
 #: the formats Pillow is allowed to open (its format ids); everything else is refused before Pillow
 _PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -188,9 +195,7 @@ def sniff_format(path: Path) -> str | None:
         return "DICOM"
     if suffix in IMAGE_SUFFIXES:
         # named like an image but the bytes say otherwise: let the reader report what is wrong
-        return {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(
-            suffix, "BMP"
-        )
+        return _SUFFIX_FORMATS.get(suffix, "BMP")
     return None
 
 
@@ -381,8 +386,11 @@ def load_image(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> Xra
             )
         if p.suffix.lower() in _DICOM_SUFFIXES:
             fmt = "DICOM"  # perhaps ACR-NEMA: a bare data set without preamble or meta
-        elif p.suffix.lower() in IMAGE_SUFFIXES:
-            raise NotAnImageError("not an image: the content is not DICOM, PNG, JPEG, TIFF or BMP")
+        elif p.suffix.lower() in IMAGE_SUFFIXES:  # named like an image: a damaged one, most likely
+            named = _SUFFIX_FORMATS.get(p.suffix.lower(), "BMP")
+            raise CorruptImageError(
+                f"not a readable {named} image: its content is none of DICOM, PNG, JPEG, TIFF, BMP"
+            )
         else:
             raise NotAnImageError("not an image (unrecognised file type)")
     try:
@@ -483,7 +491,7 @@ def _load_dicom(path: Path, head: bytes) -> XrayImage:
     from pydicom.pixels.processing import apply_modality_lut
 
     notes: list[str] = []
-    ds = _read_dataset(path, head, notes)
+    ds = read_dicom_file(path, head, notes)
     if "PixelData" not in ds:
         if any(k in ds for k in ("FloatPixelData", "DoubleFloatPixelData")):
             raise UnsupportedImageError("DICOM float pixel data is not supported")
@@ -572,202 +580,32 @@ def _load_dicom(path: Path, head: bytes) -> XrayImage:
     )
 
 
-def _read_dataset(path: Path, head: bytes, notes: list[str]) -> Dataset:
-    """Parse the file with pydicom, within the element budget; deflated data is inflated with a bound.
-
-    A file that starts with ``DICM`` (the preamble left out) is read as if the 128 bytes were there; a
-    data set without a transfer syntax (ACR-NEMA, no file meta) gets the one pydicom found it in.
-    """
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.errors import InvalidDicomError
-    from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
-    from pydicom.uid import DeflatedExplicitVRLittleEndian
-
-    prefix = b"\x00" * 128 if head.startswith(b"DICM") else b""
-    budget = _ElementBudget(MAX_DICOM_ELEMENTS)
-    try:
-        with open(path, "rb", buffering=0) as raw:
-            size = os.fstat(raw.fileno()).st_size
-            source: Any = _PrefixedRaw(prefix, raw, size) if prefix else raw
-            with _GuardedReader(source, len(prefix) + size, budget) as fh:
-                preamble = read_preamble(fh, force=True)
-                meta = _read_file_meta_info(fh)
-                if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-                    inflated = inflate_bounded(fh.read(), what="deflated DICOM data set")
-                    with _GuardedReader(_MemoryRaw(inflated), len(inflated), budget) as body:
-                        dataset = read_dataset(body, is_implicit_VR=False, is_little_endian=True)
-                    del inflated
-                    ds: Dataset = FileDataset(
-                        os.fspath(path), dataset, preamble, meta, is_implicit_VR=False, is_little_endian=True
-                    )
-                    ds.set_original_encoding(False, True, dataset._character_set)
-                else:
-                    fh.seek(0)
-                    ds = pydicom.dcmread(fh, force=True)
-    except ImageLoadError:
-        raise
-    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, IndexError) as exc:
-        budget.check()  # a read cut off by the budget can surface as any of these
-        raise CorruptImageError(_reason("not a readable DICOM file", exc)) from exc
-    budget.check()
-    file_meta = getattr(ds, "file_meta", None)
-    if file_meta is None or "TransferSyntaxUID" not in file_meta:
-        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
-        implicit, little = ds.original_encoding
-        if file_meta is None:
-            ds.file_meta = file_meta = FileMetaDataset()
-        if implicit is not False:
-            file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-        else:
-            file_meta.TransferSyntaxUID = (
-                ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
-            )
-        if "PixelData" in ds:
-            notes.append("no DICOM file meta (ACR-NEMA style): read as uncompressed")
-    return ds
-
-
-class _ElementBudget:
-    """Counts DICOM element headers read (pydicom reads each header as one 8-byte read)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.count = 0
-
-    @property
-    def exceeded(self) -> bool:
-        return self.count > self.limit
-
-    def check(self) -> None:
-        if self.exceeded:
-            raise ImageTooLargeError(
-                f"DICOM file has too many elements: more than {self.limit} (limit {self.limit})"
-            )
-
-
-class _GuardedReader(io.BufferedReader):
-    """A file reader that never asks for more bytes than the file has left, within an element budget.
-
-    pydicom reads an element with ``read(declared_length)``; a damaged or hostile length field
-    (e.g. 0xFFFFFFF0) would otherwise make Python allocate a buffer of that size before reading.
-    Every 8-byte read (an element or item header) is counted; past the budget the file reads as
-    ended, so pydicom stops, and the caller raises `ImageTooLargeError` (pydicom turns some read
-    errors into its own, so raising here could be lost).
-    """
-
-    def __init__(self, raw: Any, size: int, budget: _ElementBudget) -> None:
-        super().__init__(raw)
-        self._size = size
-        self._budget = budget
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n == 8:
-            self._budget.count += 1
-        if self._budget.exceeded:
-            return b""
-        if n is not None and n > 0:
-            n = min(n, max(0, self._size - self.tell()))
-            if n == 0:
-                return b""
-        return super().read(n)
-
-
-class _PrefixedRaw(io.RawIOBase):
-    """A raw file that reads as ``prefix`` followed by the bytes of ``raw`` (a missing preamble)."""
-
-    def __init__(self, prefix: bytes, raw: Any, size: int) -> None:
-        super().__init__()
-        self._prefix = prefix
-        self._raw = raw
-        self._end = len(prefix) + size
-        self._pos = 0
-        self.name = getattr(raw, "name", "")  # pydicom's FileDataset records the file name
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._end}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._pos < len(self._prefix):
-            part = self._prefix[self._pos : self._pos + len(view)]
-            view[: len(part)] = part
-            self._pos += len(part)
-            return len(part)
-        self._raw.seek(self._pos - len(self._prefix))
-        got = int(self._raw.readinto(view) or 0)
-        self._pos += got
-        return got
-
-
-class _MemoryRaw(io.RawIOBase):
-    """A raw file over a bytes-like object, without copying it (io.BytesIO copies a bytearray)."""
-
-    def __init__(self, data: bytes | bytearray) -> None:
-        super().__init__()
-        self._data = memoryview(data)
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        part = self._data[self._pos : self._pos + len(view)]
-        view[: len(part)] = part
-        self._pos += len(part)
-        return len(part)
-
-    def close(self) -> None:
-        self._data.release()
-        super().close()
-
-
-def _raw_length(ds: Dataset, keyword: str) -> int:
+def _raw_length(ds: Dataset, key: int | str) -> int:
     """Bytes of an element's value as stored in the file, without converting it (0 when absent)."""
     from pydicom.dataelem import RawDataElement
 
-    if keyword not in ds:
-        return 0
-    elem = ds.get_item(keyword)
+    elem = ds.get_item(key, keep_deferred=True)
     if isinstance(elem, RawDataElement):
         if elem.length != 0xFFFFFFFF:
             return int(elem.length)
         return len(elem.value) if isinstance(elem.value, (bytes, bytearray)) else 0
-    return 0  # already converted (set by us or by pydicom): nothing left to prevent
+    return 0  # absent, or already converted (set by us or by pydicom): nothing left to prevent
+
+
+@functools.cache
+def _value_limits() -> tuple[tuple[int, str, int], ...]:
+    """(tag, keyword, longest stored value) of the header elements the reader converts."""
+    from pydicom.datadict import tag_for_keyword
+
+    limits = [(k, _MAX_VALUE_BYTES) for k in _KEYWORDS_READ]
+    limits += [("VOILUTSequence", _MAX_LUT_SEQUENCE_BYTES), ("ModalityLUTSequence", _MAX_LUT_SEQUENCE_BYTES)]
+    return tuple((int(tag_for_keyword(k) or 0), k, limit) for k, limit in limits)
 
 
 def _check_value_lengths(ds: Dataset) -> None:
     """Refuse header elements the reader converts whose stored value is implausibly long."""
-    for keyword, limit in (
-        *((k, _MAX_VALUE_BYTES) for k in _KEYWORDS_READ),
-        ("VOILUTSequence", _MAX_LUT_SEQUENCE_BYTES),
-        ("ModalityLUTSequence", _MAX_LUT_SEQUENCE_BYTES),
-    ):
-        length = _raw_length(ds, keyword)
+    for tag, keyword, limit in _value_limits():
+        length = _raw_length(ds, tag)
         if length > limit:
             raise ImageTooLargeError(f"DICOM {keyword} too large: {length} bytes (limit {limit} bytes)")
 
