@@ -7,7 +7,9 @@ Measures, each side by side in one process (or one run) on this machine:
 2. throughput: ``cxr_viewer.batch.triage_files`` over a folder vs the bare backbone on batches;
 3. fast path: every CPU inference option vs eager fp32 (speed, max |probability difference|, top-8 order);
 4. GUI: seconds from launch to the shown window, and the longest event-loop stall during analysis;
-5. training: one CRAL training step vs one bare-backbone step (same batch, input, device).
+5. training: one CRAL training step vs one bare-backbone step (same batch, input, device);
+6. memory: peak RSS of the real ``cxr-triage`` on hostile files, each beside a good PNG
+   (`benchmarks.memory`; ``--quick`` runs three of the cases).
 
 It reports; it does not assert times (CI runs ``--quick`` on whatever machine it gets). Exit status is
 non-zero only when something crashed.
@@ -42,7 +44,7 @@ from benchmarks._common import (
     table,
 )
 
-SECTIONS = ("latency", "throughput", "fastpath", "gui", "train")
+SECTIONS = ("latency", "throughput", "fastpath", "gui", "train", "memory")
 JSON_KEYS = (
     "latency_ratio_vs_backbone",
     "triage_throughput_ratio",
@@ -356,6 +358,16 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         )
         out.write(table(rows, ["what", "median", "min", "max", "ratio vs backbone"]) + "\n\n")
         out.flush()
+
+    _lap(res, "memory")
+    if "memory" not in skip:
+        from benchmarks.memory import run as memory_run
+
+        mem = memory_run(ckpt, work / "memory", out, quick=quick, heading="## 6. Memory")
+        res["memory"] = mem["cases"]
+        res["memory_max_peak_rss_mb"] = mem["max_peak_rss_mb"]
+        res["memory_cases_over_budget"] = mem["cases_over_budget"]
+        res["memory_good_files_lost"] = mem["good_files_lost"]
 
     _lap(res, None)
     laps = ", ".join(f"{k} {v:.0f} s" for k, v in res["section_s"].items())
