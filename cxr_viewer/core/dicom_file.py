@@ -48,7 +48,6 @@ def read_dicom_file(path: Path, head: bytes, notes: list[str]) -> Dataset:
     """
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.errors import InvalidDicomError
     from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
@@ -73,9 +72,9 @@ def read_dicom_file(path: Path, head: bytes, notes: list[str]) -> Dataset:
                 else:
                     fh.seek(0)
                     ds = pydicom.dcmread(fh, force=True)
-    except ImageLoadError:
-        raise
-    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+    except (ImageLoadError, RecursionError, MemoryError):
+        raise  # typed already, or given their own reasons by the caller
+    except Exception as exc:  # InvalidDicomError, EOFError, OSError, ValueError, struct.error...
         budget.check()  # a read cut off by the budget can surface as any of these
         raise CorruptImageError(short_reason(exc, "not a readable DICOM file")) from exc
     budget.check()

@@ -264,7 +264,7 @@ def _bomb_cases(folder: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
             _with_lut_descriptor(folder / "mlut.dcm", "ModalityLUTSequence", [10**9, 0, 16]),
             ("1000000000 entries",),
         ),
-        "deflated 300 MiB": (_deflated(folder / "deflated.dcm", 300), ("inflates",)),
+        "deflated 100 MiB": (_deflated(folder / "deflated.dcm", 100), ("inflates",)),
         "150,000 empty elements": (_many_elements(folder / "many.dcm", 150_000), ("elements",)),
         "VOI LUT sequence of 200,000 elements": (
             _huge_voi_sequence(folder / "seq.dcm", 200_000),
@@ -327,14 +327,13 @@ def test_the_decoded_size_budget_is_checked_before_decoding(tmp_path: Path) -> N
 
 def test_the_budgets_leave_real_files_alone(tmp_path: Path) -> None:
     """The same writers at a legitimate size: an image (deflated, LUTs, code streams) within budget."""
+    import pydicom
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    small = _deflated(tmp_path / "deflated.dcm", 1)
-    img = load_image(small)
-    assert img.shape == (64, 64)
-    import pydicom
-
-    assert pydicom.dcmread(small).file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    for mib in (1, 40):  # 40 MiB: more than a 4300 x 4300 16-bit radiograph (37 MB)
+        deflated = _deflated(tmp_path / f"deflated{mib}.dcm", mib)
+        assert pydicom.dcmread(deflated).file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+        assert load_image(deflated).shape == (64, 64)
     ok = _with_lut_descriptor(tmp_path / "voi.dcm", "VOILUTSequence", [4096, 0, 16])
     assert load_image(ok).voi_lut is not None
     assert load_image(_many_elements(tmp_path / "some.dcm", 2000)).shape == (64, 64)
