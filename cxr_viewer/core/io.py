@@ -879,9 +879,9 @@ def _load_pillow(path: Path, fmt: str) -> XrayImage:
             )
             pages = _page_count(img, path, fmt)
             img.load()
-            upright = ImageOps.exif_transpose(img) or img
-            pixels, bits = _pillow_to_grey(upright, notes)
-            mode = upright.mode
+            ImageOps.exif_transpose(img, in_place=True)  # in place: no copy when nothing is to turn
+            pixels, bits = _pillow_to_grey(img, notes)
+            mode = img.mode
     except Image.DecompressionBombError as exc:
         limit = f"limit {MAX_PIXELS / 1e6:.0f} million pixels"
         raise ImageTooLargeError(f"{fmt} image too large ({limit})") from exc

@@ -610,3 +610,15 @@ def test_every_hostile_reader_error_is_typed(tmp_path: Path) -> None:
         with pytest.raises(ImageLoadError) as info:
             load_image(tmp_path / name)
         assert type(info.value) is not ImageLoadError
+
+
+def test_exif_orientation_is_applied_without_a_copy(tmp_path: Path) -> None:
+    """The EXIF turn is done in place (a copy of every picture doubled the peak of a large one)."""
+    arr = np.zeros((10, 30), np.uint8)
+    arr[:, :5] = 255  # a bright band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to show
+    Image.fromarray(arr).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    img = load_image(tmp_path / "turned.jpg")
+    assert img.shape == (30, 10)
+    assert img.pixels[:5].mean() > 200 and img.pixels[-5:].mean() < 50  # the band is now on top
