@@ -108,7 +108,7 @@ def check_decoded_size(
     size = bytes_per_sample(bits)
     total = rows * cols * samples * size * frames
     if total > MAX_DECODED_BYTES:
-        shape = f"{cols} x {rows} pixels x {samples} samples x {size} bytes"
+        shape = f"{cols} x {rows} pixels x {samples} samples x {size} byte{'s' if size > 1 else ''}"
         if frames > 1:
             shape += f" x {frames} frames"
         raise ImageTooLargeError(
