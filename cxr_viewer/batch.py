@@ -33,7 +33,7 @@ import numpy as np
 from cxr_viewer.core.io import ImageLoadError, iter_study_files, load_image
 from cxr_viewer.core.network_input import network_input
 from cxr_viewer.core.reasons import message_of, short_reason
-from cxr_viewer.core.scope import scope_warning
+from cxr_viewer.core.scope import not_a_radiograph, scope_warning
 from cxr_viewer.inference import TOP_K, BatchPredictor, PredictionLike, rank_findings, triage_score
 
 if TYPE_CHECKING:
@@ -122,6 +122,9 @@ def _load_one(path: Path, prepare: Callable[[np.ndarray], Any]) -> tuple[Any, st
         return None, message_of(exc), ""
     except Exception as exc:  # load_image converts decoder errors; anything else is still per-file
         return None, f"unexpected error while reading: {type(exc).__name__}", ""
+    not_film = not_a_radiograph(image)  # a 1 x 1 icon or a strip is not scored like a film
+    if not_film:
+        return None, not_film, ""
     try:
         return prepare(network_input(image)), "", scope_warning(image.header)
     except Exception as exc:

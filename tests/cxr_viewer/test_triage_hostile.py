@@ -341,3 +341,21 @@ def test_a_path_over_path_max_is_a_row_and_counted(checkpoint, tmp_path, capsys)
     (row,) = (r for r in rows if r["file"] != str(good))
     assert row["file"].startswith(str(top)) and row["error"], row
     assert "1 analysed (" in (err := capsys.readouterr().err) and "1 not readable" in err, err
+
+
+# -- item 9 (CLI part): sizes that cannot be a film ------------------------------------------------
+
+
+def test_images_that_cannot_be_a_film_are_error_rows(checkpoint, tmp_path) -> None:
+    good = _png(tmp_path / "good.png")
+    _png(tmp_path / "dot.png", side=1)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((150, 4000), np.uint8)).save(tmp_path / "strip.png")
+    out = tmp_path / "r.csv"
+    assert main([*_args(checkpoint, good, tmp_path / "dot.png", tmp_path / "strip.png"), "-o", str(out)]) == 0
+    rows = {Path(r["file"]).name: r for r in _rows(out.read_bytes())}
+    assert rows["good.png"]["error"] == "" and rows["good.png"]["triage_score"]
+    assert rows["dot.png"]["error"].startswith("image too small to be a radiograph: 1 x 1 px")
+    assert rows["strip.png"]["error"].startswith("image too elongated to be a radiograph: 4000 x 150 px")
+    assert rows["dot.png"]["triage_score"] == rows["strip.png"]["triage_score"] == ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import select
 import struct
 import subprocess
@@ -44,8 +45,9 @@ PER_FILE_TIMEOUT_S = 20.0
 #: 2140 x 1760; RG1_J2KR.dcm, 1955 x 1841) and at up to 128 MB in a worker that has read the others
 #: before (RG2_JLSL.dcm); a 1024 px NIH PNG at 76 MB. 1.5 x 128 MB = 192 MB. Only a reader that
 #: allocates far more than a real radiograph needs goes over it (the memory bombs of issue 18 take
-#: gigabytes). The budget fits the harness's corpus (real files up to 3.8 million pixels); the readers
-#: accept up to `MAX_PIXELS` (40 million), whose legitimate files would need more.
+#: gigabytes). This flat budget holds every case that ends in an error or in an image up to the size of
+#: those real files; a larger image (the readers accept up to 40 million pixels) is allowed 1.5 x what an
+#: image of its size needs (`memory_budget_for`), so that the budget follows the result, not the file.
 MEMORY_BUDGET = 192_000_000
 #: the warmed-up worker's idle RSS (measured: 51-58 MB, rounded up), and what a file may add to it:
 #: the budget of in-process checks, which measure the growth of the test process's peak instead
@@ -55,6 +57,28 @@ CASE_MEMORY_ALLOWANCE = MEMORY_BUDGET - WORKER_IDLE_RSS
 #: restarted before the next file, so that what one file leaks does not count against the next ones
 #: (what each file keeps is recorded: `CaseResult.kept_rss`)
 KEPT_RSS_RESTART = 32_000_000
+#: what a decoded image needs beyond the idle worker, per pixel of the result: the largest real file's
+#: peak (128 MB) less the idle RSS (60 MB) over its 3.77 million pixels, rounded up (18 bytes: the float32
+#: pixels, the windowed copy and the decoder's buffers)
+BYTES_PER_IMAGE_PIXEL = 18
+#: the largest image the readers return (``cxr_viewer.core.limits``: 40 million pixels)
+LARGEST_IMAGE_PIXELS = 40_000_000
+
+
+def memory_budget_for(pixels: int, flat: int = MEMORY_BUDGET) -> int:
+    """The budget of a case whose result is an image of ``pixels`` pixels (0 for an error): the flat
+    budget, or 1.5 x (idle worker + `BYTES_PER_IMAGE_PIXEL` x pixels), whichever is larger. A file that
+    makes the reader allocate far more than its own result needs (every memory bomb of issue 18) still
+    fails; a legitimately large image does not."""
+    return max(int(flat), int(1.5 * (WORKER_IDLE_RSS + BYTES_PER_IMAGE_PIXEL * max(0, int(pixels)))))
+
+
+def _result_pixels(status: str, detail: str) -> int:
+    """Pixels of the image an ``ok`` case returned (its detail ends in ``W``x``H``), else 0."""
+    match = re.search(r"(\d+)x(\d+)$", detail) if status == "ok" else None
+    return int(match.group(1)) * int(match.group(2)) if match else 0
+
+
 #: how often the harness looks at the child's RSS; past the budget, the child is killed at once (as on a
 #: machine that has only that much for the case)
 RSS_POLL_S = 0.005
@@ -271,11 +295,15 @@ def run_in_subprocess(
 ) -> HarnessResults:
     """Decode every file in a child process; crashes, hangs and memory bombs fail only their own case.
 
-    A case fails as ``FAIL-memory-budget`` when the child's RSS passes ``memory_budget`` while it
-    handles that file: seen by polling (the child is then killed at once) or in the peak the child
-    reports after the file.
+    A case fails as ``FAIL-memory-budget`` when the child's RSS passes its budget while it handles that
+    file: ``memory_budget`` for an error or a small image, more for a large image (`memory_budget_for`;
+    only for the default budget). Seen in the peak the child reports after the file, or by polling (the
+    child is killed at once past the largest image's budget).
     """
     results = HarnessResults(memory_budget)
+    # the default budget follows the size of each result (`memory_budget_for`); an explicit one is flat
+    scale_with_image = memory_budget == MEMORY_BUDGET
+    poll_cap = memory_budget_for(LARGEST_IMAGE_PIXELS) if scale_with_image else memory_budget
     todo = list(cases)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONFAULTHANDLER="0")
     env["CXR_RELIABILITY_MEMORY_LIMIT"] = str(CHILD_MEMORY_LIMIT)
@@ -310,7 +338,7 @@ def run_in_subprocess(
                 if not ready:
                     now = _rss(proc.pid)
                     child_peak = max(child_peak, now)
-                    if now > memory_budget:
+                    if now > poll_cap:  # more than even the largest image may need: stop it now
                         over_budget = now
                         break
                     continue
@@ -327,7 +355,7 @@ def run_in_subprocess(
                     proc.kill()
                 code = proc.wait()
                 if over_budget:
-                    detail = f"killed at {over_budget / 1e6:.0f} MB RSS (budget {memory_budget / 1e6:.0f} MB)"
+                    detail = f"killed at {over_budget / 1e6:.0f} MB RSS (budget {poll_cap / 1e6:.0f} MB)"
                     results.append(CaseResult(name, "FAIL-memory-budget", detail, elapsed, over_budget))
                 elif elapsed >= timeout_s:
                     results.append(CaseResult(name, "FAIL-timeout", f"> {timeout_s:.0f} s", elapsed))
@@ -341,9 +369,12 @@ def run_in_subprocess(
                 name, rec["status"], rec["detail"], rec["seconds"], int(rec.get("peak_rss", 0))
             )
             child_peak = max(child_peak, result.peak_rss)
-            if result.peak_rss > memory_budget:
+            allowed = memory_budget_for(_result_pixels(result.status, result.detail), memory_budget)
+            if not scale_with_image:
+                allowed = memory_budget
+            if result.peak_rss > allowed:
                 result.detail = (
-                    f"peak {result.peak_rss / 1e6:.0f} MB RSS > budget {memory_budget / 1e6:.0f} MB "
+                    f"peak {result.peak_rss / 1e6:.0f} MB RSS > budget {allowed / 1e6:.0f} MB "
                     f"({result.status}: {result.detail})"
                 )
                 result.status = "FAIL-memory-budget"
