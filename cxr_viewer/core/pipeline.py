@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from cxr_viewer.core.findings import Finding
 from cxr_viewer.core.prediction import PredictionLike
-from cxr_viewer.core.scope import scope_warning
+from cxr_viewer.core.scope import not_a_radiograph, scope_warning
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -63,6 +63,7 @@ class StudyStatus(_TextEnum):
     DONE = "done"
     VIEWED_NO_MODEL = "viewed (no model)"
     CANCELLED = "cancelled"
+    NOT_SCORED = "not scored"  # shown, but its size cannot be a radiograph's (core.scope.not_a_radiograph)
     ERROR = "error"
 
     @property
@@ -72,7 +73,13 @@ class StudyStatus(_TextEnum):
 
 
 _FINISHED = frozenset(
-    {StudyStatus.DONE, StudyStatus.VIEWED_NO_MODEL, StudyStatus.CANCELLED, StudyStatus.ERROR}
+    {
+        StudyStatus.DONE,
+        StudyStatus.VIEWED_NO_MODEL,
+        StudyStatus.CANCELLED,
+        StudyStatus.NOT_SCORED,
+        StudyStatus.ERROR,
+    }
 )
 #: statuses of studies still waiting for the model (what the progress bar counts)
 _WAITING = frozenset({StudyStatus.QUEUED, StudyStatus.ANALYSING})
@@ -124,6 +131,7 @@ class Study:
     model_generation: int = -1  # which loaded model produced ``prediction``
     notes: tuple[str, ...] = ()
     out_of_scope: str = ""  # why the header says this is not a frontal chest radiograph (core.scope)
+    not_film: str = ""  # why its size cannot be a radiograph's (core.scope.not_a_radiograph): never scored
 
     @property
     def name(self) -> str:
@@ -138,6 +146,8 @@ class Study:
 
 def findings_message(study: Study, model: ModelStatus, thresholds_known: bool) -> str:
     """The line above a study's findings: its triage score and flags, or why there are none yet."""
+    if study.status is StudyStatus.NOT_SCORED:
+        return f"Not scored: {study.reason}."
     if study.prediction is None or study.score is None:
         if model.unavailable:
             return "No trained model loaded: findings are not available."
@@ -338,9 +348,15 @@ class StudyPipeline:
             return
         while self._pending and self._busy_slots() < self._max_in_flight:
             study = self.studies.get(self._pending.popleft())
-            if study is None or study.status in (StudyStatus.ERROR, StudyStatus.CANCELLED):
+            if study is None or study.status in (
+                StudyStatus.ERROR,
+                StudyStatus.CANCELLED,
+                StudyStatus.NOT_SCORED,
+            ):
                 continue
-            if study.thumbnail is None:
+            if study.not_film:
+                self._not_scored(study)
+            elif study.thumbnail is None:
                 self._set_status(study, StudyStatus.QUEUED)
                 self.hooks.decode(self._request(study.id, RequestKind.DECODE), os.fspath(study.path))
             elif self._needs_analysis(study):
@@ -445,6 +461,9 @@ class StudyPipeline:
         self._cache_put(study.id, image)
         study.notes = image.notes
         study.out_of_scope = scope_warning(image.header)
+        study.not_film = not_a_radiograph(image)
+        if study.not_film and not self.model_status.unavailable:
+            self._not_scored(study)
         if study.thumbnail is None:
             study.thumbnail = thumbnail
             self.hooks.thumbnail_ready(study)
@@ -522,7 +541,8 @@ class StudyPipeline:
     def _needs_analysis(self, study: Study) -> bool:
         return (
             self.model_status is ModelStatus.READY
-            and study.status not in (StudyStatus.ERROR, StudyStatus.CANCELLED)
+            and study.status not in (StudyStatus.ERROR, StudyStatus.CANCELLED, StudyStatus.NOT_SCORED)
+            and not study.not_film
             and study.model_generation != self.generation
         )
 
@@ -545,6 +565,12 @@ class StudyPipeline:
         if reason:
             study.reason = reason
         self.hooks.status_changed(study)
+
+    def _not_scored(self, study: Study) -> None:
+        """Shown, never scored: its size cannot be a radiograph's (``study.not_film`` says why)."""
+        if study.status is StudyStatus.QUEUED:
+            self._set_status(study, StudyStatus.NOT_SCORED, study.not_film)
+            self.hooks.finished(study)
 
     def _fail(self, study: Study, reason: str) -> None:
         self._set_status(study, StudyStatus.ERROR, reason)

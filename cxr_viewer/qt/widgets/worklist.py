@@ -27,12 +27,14 @@ STATUSES: tuple[StudyStatus, ...] = (
     StudyStatus.DONE,
     StudyStatus.VIEWED_NO_MODEL,
     StudyStatus.CANCELLED,
+    StudyStatus.NOT_SCORED,
     StudyStatus.ERROR,
 )
 _STATUS_COLOURS = {
     StudyStatus.ERROR: QColor(200, 40, 40),
     StudyStatus.ANALYSING: QColor(30, 110, 200),
     StudyStatus.CANCELLED: QColor(130, 130, 130),
+    StudyStatus.NOT_SCORED: QColor(130, 130, 130),
 }
 
 

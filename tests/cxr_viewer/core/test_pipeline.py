@@ -33,7 +33,7 @@ def _prediction(probs: list[float], thresholds: list[float] | None = (0.5, 0.5, 
 
 
 def _image(name: str = "a.png") -> XrayImage:
-    return XrayImage(np.zeros((8, 8), np.float32), Path(name), "PNG", "L")
+    return XrayImage(np.zeros((64, 64), np.float32), Path(name), "PNG", "L")
 
 
 @dataclass
@@ -203,3 +203,31 @@ def test_progress_counts_and_messages() -> None:
         "Added 1 study; skipped 4 file(s) "
         "(0.txt: not an image; 1.txt: not an image; 2.txt: not an image; ...)"
     )
+
+
+def test_an_image_whose_size_cannot_be_a_radiograph_is_shown_but_not_scored() -> None:
+    pipe, rec = _pipeline(2)
+    pipe.show(1)
+    pipe.pump()
+    dot = XrayImage(np.zeros((1, 1), np.float32), Path("dot.png"), "PNG", "L")
+    for rid, path in list(rec.decodes):
+        pipe.decoded(rid, dot if path.endswith("0.png") else _image(), np.zeros((1, 1), np.uint8))
+    study = pipe.studies[1]
+    assert study.status is StudyStatus.NOT_SCORED and study.status.finished
+    assert study.reason.startswith("image too small to be a radiograph: 1 x 1 px")
+    assert rec.shown == [1]  # it is still shown
+    assert [image.source.name for _, image in rec.analyses] == ["a.png"]  # only study 2 goes to the model
+    assert findings_message(study, ModelStatus.READY, True).startswith("Not scored: image too small")
+    pipe.model_ready([1, 2])  # another model: still not scored
+    assert study.status is StudyStatus.NOT_SCORED
+
+
+def test_without_a_model_a_tiny_image_is_viewed_and_a_later_model_does_not_score_it() -> None:
+    pipe, rec = _pipeline(1, model=ModelStatus.MISSING)
+    pipe.pump()
+    dot = XrayImage(np.zeros((1, 1), np.float32), Path("dot.png"), "PNG", "L")
+    pipe.decoded(rec.decodes[0][0], dot, np.zeros((1, 1), np.uint8))
+    assert pipe.studies[1].status is StudyStatus.VIEWED_NO_MODEL
+    pipe.model_ready([1])
+    pipe.pump()
+    assert pipe.studies[1].status is StudyStatus.NOT_SCORED and not rec.analyses
