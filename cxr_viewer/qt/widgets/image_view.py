@@ -26,6 +26,19 @@ _GREY_INVERTED = _GREY[::-1].copy()
 _GREY_INVERTED[:, 3] = 255
 
 
+#: pyqtgraph maps float pixels to grey in the data's own dtype; past this magnitude float32 overflows there
+#: (value - lower level can exceed float32's 3.4e38), so such images are handed over as float64
+_FLOAT32_SAFE = 1e37
+
+
+def _for_pyqtgraph(pixels: np.ndarray) -> np.ndarray:
+    """Contiguous pixels that pyqtgraph can level without overflow (float64 only for extreme values)."""
+    data = np.ascontiguousarray(pixels)
+    if data.dtype == np.float32 and data.size and float(np.abs(data).max()) > _FLOAT32_SAFE:
+        return data.astype(np.float64)
+    return data
+
+
 class _XrayViewBox(pg.ViewBox):
     """A ViewBox whose left button does what the current tool says (W/L, pan or measure)."""
 
@@ -192,7 +205,7 @@ class ImageView(QWidget):
         source = voi_lut_display(image) if self.state.use_voi_lut else None
         disp = self.state.orientation.apply(image.pixels if source is None else source)
         self._display_shape = (int(disp.shape[0]), int(disp.shape[1]))
-        self.base_item.setImage(np.ascontiguousarray(disp), autoLevels=False, levels=self._levels())
+        self.base_item.setImage(_for_pyqtgraph(disp), autoLevels=False, levels=self._levels())
         self.base_item.setLookupTable(_GREY_INVERTED if self.state.invert else _GREY)
         self.base_item.setRect(0, 0, disp.shape[1], disp.shape[0])
         self._heatmap_key = None

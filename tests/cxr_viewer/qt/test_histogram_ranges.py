@@ -107,3 +107,15 @@ def test_viewer_shows_a_float_tiff_spanning_the_float32_range(qtbot, make_window
         window.auto_window_action.trigger()
         assert _finite_window(window.state.window)
         window.grab()
+        if name == "huge_range.tif":  # what is drawn is the window applied to the pixels, no overflow
+            import pyqtgraph as pg
+
+            from cxr_viewer.core.windowing import apply_window
+
+            item = window.image_view.base_item
+            item.render()
+            grey = pg.functions.ndarray_from_qimage(item.qimage)
+            grey = grey[..., 0] if grey.ndim == 3 else grey
+            expected = apply_window(window.state.image.pixels, *window.state.window) * 255
+            for rows in (slice(0, 32), slice(96, 128)):
+                assert abs(float(grey[rows].mean()) - float(expected[rows].mean())) < 3.0
