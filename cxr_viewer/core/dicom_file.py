@@ -146,16 +146,13 @@ class _GuardedReader(io.BufferedReader):
         return super().read(n)
 
 
-class _PrefixedRaw(io.RawIOBase):
-    """A raw file that reads as ``prefix`` followed by the bytes of ``raw`` (a missing preamble)."""
+class _SeekableRaw(io.RawIOBase):
+    """A readable, seekable raw file of ``_end`` bytes; subclasses provide ``readinto``."""
 
-    def __init__(self, prefix: bytes, raw: Any, size: int) -> None:
+    def __init__(self, end: int) -> None:
         super().__init__()
-        self._prefix = prefix
-        self._raw = raw
-        self._end = len(prefix) + size
+        self._end = end
         self._pos = 0
-        self.name = getattr(raw, "name", "")  # pydicom's FileDataset records the file name
 
     def readable(self) -> bool:
         return True
@@ -171,6 +168,16 @@ class _PrefixedRaw(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
+
+class _PrefixedRaw(_SeekableRaw):
+    """A raw file that reads as ``prefix`` followed by the bytes of ``raw`` (a missing preamble)."""
+
+    def __init__(self, prefix: bytes, raw: Any, size: int) -> None:
+        super().__init__(len(prefix) + size)
+        self._prefix = prefix
+        self._raw = raw
+        self.name = getattr(raw, "name", "")  # pydicom's FileDataset records the file name
+
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         if self._pos < len(self._prefix):
@@ -184,27 +191,12 @@ class _PrefixedRaw(io.RawIOBase):
         return got
 
 
-class _MemoryRaw(io.RawIOBase):
+class _MemoryRaw(_SeekableRaw):
     """A raw file over a bytes-like object, without copying it (io.BytesIO copies a bytearray)."""
 
     def __init__(self, data: bytes | bytearray) -> None:
-        super().__init__()
         self._data = memoryview(data)
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
+        super().__init__(len(self._data))
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")

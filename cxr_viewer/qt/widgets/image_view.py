@@ -34,7 +34,7 @@ _FLOAT32_SAFE = 1e37
 def _for_pyqtgraph(pixels: np.ndarray) -> np.ndarray:
     """Contiguous pixels that pyqtgraph can level without overflow (float64 only for extreme values)."""
     data = np.ascontiguousarray(pixels)
-    if data.dtype == np.float32 and data.size and float(np.abs(data).max()) > _FLOAT32_SAFE:
+    if data.dtype == np.float32 and data.size and max(-float(data.min()), float(data.max())) > _FLOAT32_SAFE:
         return data.astype(np.float64)
     return data
 
