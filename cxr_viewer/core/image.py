@@ -35,6 +35,9 @@ class HeaderSummary:
     view: str = ""
     body_part: str = ""
     description: str = ""
+    study_uid: str = ""  # StudyInstanceUID: groups images into studies (core.studies)
+    sop_uid: str = ""  # SOPInstanceUID: the same image dropped twice is recognised by it
+    study_time: str = ""  # StudyTime (HHMMSS...), orders studies of one day
 
     def display_lines(self) -> list[str]:
         """Human-readable ``label: value`` lines for the non-empty fields."""

@@ -841,6 +841,9 @@ def _header(ds: Dataset) -> HeaderSummary:
         view=text("ViewPosition"),
         body_part=text("BodyPartExamined"),
         description=text("StudyDescription") or text("SeriesDescription"),
+        study_uid=text("StudyInstanceUID"),
+        sop_uid=text("SOPInstanceUID"),
+        study_time=text("StudyTime"),
     )
 
 
