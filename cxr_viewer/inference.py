@@ -17,6 +17,7 @@ module is the viewer's only door to it (:func:`rank_findings`, :func:`triage_sco
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "TOP_K",
     "BatchPredictor",
     "ModelInfo",
+    "ModelProvenance",
     "PredictionLike",
     "Predictor",
     "attention_region",
@@ -47,6 +49,7 @@ __all__ = [
     "load_predictor",
     "model_card_text",
     "model_input",
+    "model_provenance",
     "rank_findings",
     "rank_prediction",
     "triage_score",
@@ -121,6 +124,66 @@ class ModelInfo:
     def name(self) -> str:
         """The checkpoint's file name."""
         return Path(self.path).name if self.path else "(unnamed model)"
+
+
+@dataclass(frozen=True)
+class ModelProvenance:
+    """Which model made a result, as the DICOM results carry it (`cxr_viewer.results`).
+
+    Attributes:
+        name: the algorithm, e.g. ``"CRAL efficientnet_lite0 att1"`` (from the checkpoint's model config).
+        version: the software that ran it (``cxr-triage`` package version).
+        checkpoint: the checkpoint's file name ("" when the predictor has no file).
+        checkpoint_sha256: SHA-256 of the checkpoint file's bytes, 64 hex digits ("" without a file).
+        weights_sha256: the checkpoint's own digest of its weights (metadata ``weights_sha256``), or "".
+    """
+
+    name: str
+    version: str
+    checkpoint: str = ""
+    checkpoint_sha256: str = ""
+    weights_sha256: str = ""
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_provenance(predictor: Predictor) -> ModelProvenance:
+    """The provenance of a loaded predictor: name, version, checkpoint file and its SHA-256.
+
+    Reads the checkpoint file once to hash it (cached by path, size and modification time), so call it
+    off the GUI thread. A predictor without a checkpoint file (a test fake) gets empty digests.
+    """
+    from cxr_viewer import __version__
+
+    meta = dict(predictor.metadata or {})
+    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    parts = [str(model.get(k)) for k in ("backbone", "attention") if model.get(k)]
+    name = " ".join(["CRAL", *parts]) if parts else "CRAL"
+    path = str(meta.get("path") or "")
+    digest = ""
+    if path:
+        try:
+            st = os.stat(path)
+            digest = _file_sha256(path, st.st_size, st.st_mtime_ns)
+        except OSError:
+            digest = ""
+    weights = meta.get("weights_sha256")
+    return ModelProvenance(
+        name=name[:64],
+        version=__version__,
+        checkpoint=Path(path).name if path else "",
+        checkpoint_sha256=digest,
+        weights_sha256=str(weights) if isinstance(weights, str) else "",
+    )
 
 
 def default_model_path() -> Path | None:
