@@ -91,6 +91,9 @@ class XrayImage:
         voi_lut: the file's VOI LUT, on modality values, if any.
         pixel_spacing: ``PixelSpacing`` (row, column) in mm, in the patient plane; None if absent/invalid.
         imager_pixel_spacing: ``ImagerPixelSpacing`` (row, column) in mm, at the detector; None if absent.
+        patient_orientation: patient-direction letters of the image's rows and columns
+            (``PatientOrientation``, else from ``ImageOrientationPatient``), e.g. ``("L", "F")``: the
+            right edge points to the patient's left, the bottom edge to the feet; None when unknown.
         bits_stored: bits per sample in the source (8 for 8-bit PNG, ``BitsStored`` for DICOM).
         value_range: ``(black, white)``: the pixel values the source's encoding can hold, in display
             orientation ((0, 255) for 8-bit, (0, 65535) for 16-bit files; for DICOM the stored range
@@ -111,6 +114,7 @@ class XrayImage:
     voi_lut: VoiLut | None = None
     pixel_spacing: tuple[float, float] | None = None
     imager_pixel_spacing: tuple[float, float] | None = None
+    patient_orientation: tuple[str, str] | None = None
     bits_stored: int = 8
     value_range: tuple[float, float] | None = None
     value_unit: str = ""

@@ -473,6 +473,8 @@ _KEYWORDS_READ = (
     "VOILUTFunction",
     "PixelSpacing",
     "ImagerPixelSpacing",
+    "PatientOrientation",
+    "ImageOrientationPatient",
     "PatientName",
     "PatientID",
     "PatientBirthDate",
@@ -493,6 +495,8 @@ def _load_dicom(path: Path, head: bytes) -> XrayImage:
     notes: list[str] = []
     ds = read_dicom_file(path, head, notes)
     if "PixelData" not in ds:
+        if _pixel_data_cut_off(path):
+            raise CorruptImageError("truncated file: the pixel data ends early")
         if any(k in ds for k in ("FloatPixelData", "DoubleFloatPixelData")):
             raise UnsupportedImageError("DICOM float pixel data is not supported")
         raise NotAnImageError("DICOM file has no pixel data (not an image object)")
@@ -516,6 +520,7 @@ def _load_dicom(path: Path, head: bytes) -> XrayImage:
         raise CorruptImageError("invalid NumberOfFrames (below 1)")
     _check_first_frame_size(ds, n_frames)
     _check_modality_lut(ds)
+    _check_native_length(ds, n_frames)
     arr = _decode_first_frame(ds, n_frames)
     if n_frames > 1:
         notes.append(f"multi-frame object: first frame of {n_frames} shown and analysed")
@@ -572,6 +577,7 @@ def _load_dicom(path: Path, head: bytes) -> XrayImage:
         voi_lut=voi,
         pixel_spacing=pixel_spacing,
         imager_pixel_spacing=imager_spacing,
+        patient_orientation=_patient_orientation(ds),
         bits_stored=bits,
         value_range=value_range,
         value_unit=_text(ds, "RescaleType"),
@@ -683,6 +689,62 @@ def _check_modality_lut(ds: Dataset) -> None:
     seq = ds.get("ModalityLUTSequence")
     if seq:
         _lut_entries(seq[0], "modality LUT")
+
+
+def _pixel_data_cut_off(path: Path) -> bool:
+    """Whether the file holds a PixelData tag that pydicom dropped: an element cut off by the file's end.
+
+    (pydicom warns "End of file reached before delimiter" and leaves the element out.) Only the first
+    64 MiB are searched (the reader's budget refuses larger headers anyway).
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            data = fh.read(min(size, 64 << 20))
+    except OSError:
+        return False
+    return b"\xe0\x7f\x10\x00" in data  # (7FE0,0010) little endian
+
+
+def _check_native_length(ds: Dataset, n_frames: int) -> None:
+    """A native (uncompressed) file whose pixel data is shorter than its header says was cut short."""
+    try:
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            return
+        got = len(ds.PixelData)
+    except Exception:
+        return
+    rows, cols = _int(ds.get("Rows"), 0), _int(ds.get("Columns"), 0)
+    samples = _int(ds.get("SamplesPerPixel", 1), 1)
+    bits = _int(ds.get("BitsAllocated", 8), 8)
+    frames = 1 if n_frames <= 1 else n_frames
+    expected = (rows * cols * samples * frames * bits + 7) // 8
+    if 0 < got < expected:
+        raise CorruptImageError(
+            f"truncated file: pixel data {got / 1e6:.1f} of {expected / 1e6:.1f} MB"
+        )
+
+
+def _patient_orientation(ds: Dataset) -> tuple[str, str] | None:
+    """Row and column direction letters: PatientOrientation, else ImageOrientationPatient, else None."""
+    from cxr_viewer.core.orientation import letters_from_cosines
+
+    try:
+        value = ds.get("PatientOrientation")
+        parts = [str(v).strip().upper() for v in value] if value is not None and not isinstance(value, str) else []
+        if isinstance(value, str):
+            parts = [v.strip().upper() for v in value.split("\\")]
+        if len(parts) == 2 and all(p and set(p) <= set("LRAPHF") and len(p) <= 3 for p in parts):
+            return parts[0], parts[1]
+        cosines = ds.get("ImageOrientationPatient")
+        if cosines is not None and len(cosines) == 6:
+            v = [float(c) for c in cosines]
+            row, col = letters_from_cosines((v[0], v[1], v[2])), letters_from_cosines((v[3], v[4], v[5]))
+            if row and col:
+                return row, col
+    except Exception:  # a damaged element: no letters rather than a failed file
+        return None
+    return None
 
 
 def _decode_first_frame(ds: Dataset, n_frames: int) -> np.ndarray:

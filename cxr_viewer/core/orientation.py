@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["Orientation", "measure_length"]
+__all__ = ["Orientation", "edge_letters", "letters_from_cosines", "measure_length"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,101 @@ class Orientation:
         if k == 2:
             return h - 1 - row, w - 1 - col
         return col, w - 1 - row  # k == 3
+
+    def point_to_display(self, x: float, y: float, shape: tuple[int, int]) -> tuple[float, float]:
+        """Map a continuous source point ``(x, y)`` = (column, row) to display coordinates.
+
+        ``shape`` is the *source* (H, W). Pixel ``(r, c)`` covers ``[c, c+1) x [r, r+1)`` in both frames,
+        so pixel centres map onto pixel centres (consistent with :meth:`apply` and :meth:`to_source`).
+        """
+        h, w = shape
+        k = self.quarter_turns % 4
+        if k == 0:
+            dx, dy = x, y
+        elif k == 1:
+            dx, dy = h - y, x
+        elif k == 2:
+            dx, dy = w - x, h - y
+        else:
+            dx, dy = y, w - x
+        dh, dw = self.display_shape(shape)
+        if self.flip_horizontal:
+            dx = dw - dx
+        if self.flip_vertical:
+            dy = dh - dy
+        return float(dx), float(dy)
+
+    def point_to_source(self, x: float, y: float, shape: tuple[int, int]) -> tuple[float, float]:
+        """The inverse of :meth:`point_to_display` (``shape`` is the *source* (H, W))."""
+        h, w = shape
+        dh, dw = self.display_shape(shape)
+        if self.flip_horizontal:
+            x = dw - x
+        if self.flip_vertical:
+            y = dh - y
+        k = self.quarter_turns % 4
+        if k == 0:
+            return float(x), float(y)
+        if k == 1:
+            return float(y), float(h - x)
+        if k == 2:
+            return float(w - x), float(h - y)
+        return float(w - y), float(x)
+
+
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+
+
+def _opposite(letters: str) -> str:
+    return "".join(_OPPOSITE.get(ch, "?") for ch in letters)
+
+
+def letters_from_cosines(vector: tuple[float, float, float], threshold: float = 0.25) -> str:
+    """Patient-direction letters of a direction cosine in DICOM's LPS frame (+x L, +y P, +z H).
+
+    The main direction comes first; an axis counts when its component is at least ``threshold``
+    (so an oblique direction reads e.g. ``"LF"``). ``""`` for a zero or non-finite vector.
+    """
+    comps = [float(v) for v in vector]
+    if len(comps) != 3 or not all(np.isfinite(comps)) or max(abs(v) for v in comps) == 0.0:
+        return ""
+    names = (("L", "R"), ("P", "A"), ("H", "F"))
+    order = sorted(range(3), key=lambda i: -abs(comps[i]))
+    return "".join(names[i][0 if comps[i] > 0 else 1] for i in order if abs(comps[i]) >= threshold)
+
+
+def edge_letters(
+    row_direction: str, column_direction: str, shape: tuple[int, int], orientation: Orientation = Orientation()
+) -> dict[str, str]:
+    """The patient direction at each edge of the *displayed* image.
+
+    Args:
+        row_direction: where a row runs in the file, towards its last column (DICOM PatientOrientation's
+            first value, e.g. ``"L"``), i.e. the letter of the source image's right edge.
+        column_direction: where a column runs, towards the last row (the second value, e.g. ``"F"``).
+        shape: the source (H, W).
+        orientation: the display transform.
+
+    Returns:
+        ``{"left": .., "right": .., "top": .., "bottom": ..}``; ``{}`` when either direction is unknown.
+    """
+    if not row_direction or not column_direction:
+        return {}
+    source = {
+        (1, 0): row_direction,
+        (-1, 0): _opposite(row_direction),
+        (0, 1): column_direction,
+        (0, -1): _opposite(column_direction),
+    }
+    h, w = shape
+    cx, cy = w / 2.0, h / 2.0
+    ox, oy = orientation.point_to_display(cx, cy, shape)
+    out: dict[str, str] = {}
+    edges = {(1, 0): "right", (-1, 0): "left", (0, 1): "bottom", (0, -1): "top"}
+    for (sx, sy), letters in source.items():
+        px, py = orientation.point_to_display(cx + sx, cy + sy, shape)
+        out[edges[(round(px - ox), round(py - oy))]] = letters
+    return out
 
 
 def measure_length(
