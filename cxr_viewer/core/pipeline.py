@@ -11,7 +11,12 @@ inference threads) and is told the answers through plain calls (``scanned``, ``d
   generation it was made for). An answer with any other id (cancelled, cleared, closed, or computed by a
   model that has since been replaced) is dropped.
 - Decoded images are kept in a small LRU cache (the shown study is never the one evicted).
-- The study on screen gets its own ``DISPLAY`` decode request, which survives a cancel.
+- The study on screen gets its own ``DISPLAY`` decode request, which survives a cancel (so does the
+  ``PRIOR`` decode of the image shown beside it for comparison).
+- One entry (``Study``) is one *file*: `cxr_viewer.core.studies` groups them into DICOM studies and
+  patients (``Study.facts``, from the name at the scan and from the header once read). The same file
+  dropped twice is not added again, and a file whose ``SOPInstanceUID`` is already in the worklist is
+  dropped once read, before it is analysed (``hooks.duplicate``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from cxr_viewer.core.findings import Finding
 from cxr_viewer.core.prediction import PredictionLike
 from cxr_viewer.core.scope import not_a_radiograph, scope_warning
+from cxr_viewer.core.studies import ImageFacts, facts_for_file, facts_for_header
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -105,6 +111,7 @@ class RequestKind(_TextEnum):
     SCAN = "scan"  # walk dropped paths
     DECODE = "decode"  # read a study for the pipeline (thumbnail, then analysis)
     DISPLAY = "display"  # read the study the user wants to see
+    PRIOR = "prior"  # read the image shown beside it (current and prior side by side)
     ANALYSE = "analyse"  # run the model
 
 
@@ -118,7 +125,10 @@ class Request(NamedTuple):
 
 @dataclass(eq=False)
 class Study:
-    """One row of the worklist (no pixels: decoded images live in the pipeline's small cache)."""
+    """One image (file) of the worklist (no pixels: decoded images live in the pipeline's small cache).
+
+    ``facts`` says which DICOM study and patient it belongs to (`cxr_viewer.core.studies`).
+    """
 
     id: int
     path: Path
@@ -132,6 +142,7 @@ class Study:
     notes: tuple[str, ...] = ()
     out_of_scope: str = ""  # why the header says this is not a frontal chest radiograph (core.scope)
     not_film: str = ""  # why its size cannot be a radiograph's (core.scope.not_a_radiograph): never scored
+    facts: ImageFacts | None = None  # its study and patient (core.studies); set when it is added
 
     @property
     def name(self) -> str:
@@ -168,9 +179,13 @@ def findings_message(study: Study, model: ModelStatus, thresholds_known: bool) -
     return text
 
 
-def scan_summary(added: int, skipped: Sequence[FoundFile]) -> str:
-    """``"Added 3 studies; skipped 1 file(s) (notes.txt: not an image)"`` (three examples at most)."""
+def scan_summary(added: int, skipped: Sequence[FoundFile], already: int = 0) -> str:
+    """``"Added 3 studies; skipped 1 file(s) (notes.txt: not an image)"`` (three examples at most;
+    "studies" counts files, as the worklist did before it grouped them); ``already``: files that were
+    already in the worklist (not added again)."""
     text = f"Added {added} stud{'y' if added == 1 else 'ies'}"
+    if already:
+        text += f"; {already} already in the worklist (not added again)"
     if skipped:
         examples = "; ".join(f"{f.path.name}: {f.skip_reason}" for f in skipped[:3])
         text += f"; skipped {len(skipped)} file(s) ({examples}{'; ...' if len(skipped) > 3 else ''})"
@@ -179,6 +194,14 @@ def scan_summary(added: int, skipped: Sequence[FoundFile]) -> str:
 
 def _ignore(*_args: object) -> None:
     return None
+
+
+def _path_key(path: Path) -> Path:
+    """The same file reached by two spellings (relative, through a link) has one key."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop, a path that vanished
+        return path.absolute()
 
 
 @dataclass
@@ -193,7 +216,10 @@ class PipelineHooks:
     ``thumbnail_ready(study)``, ``analysed(study)`` (findings and score set), ``show_image(study, image)``
     (the shown study's pixels are here), ``show_findings(study)`` (the shown study's findings changed),
     ``show_error(study)`` (the shown study failed), ``finished(study)`` (its pipeline ended: analysed,
-    failed, or decoded without a model), ``progress()`` (counts changed; read :meth:`progress_counts`).
+    failed, or decoded without a model), ``progress()`` (counts changed; read :meth:`progress_counts`),
+    ``regrouped(study)`` (its header moved it to another study or patient: ``study.facts``),
+    ``duplicate(study, original_id)`` (it is the same image as ``original_id``, by SOP Instance UID; it
+    has been removed), ``show_prior(study, image)`` (the pixels asked for by :meth:`show_prior`).
     """
 
     scan: Callable[[int, list[str]], None] = _ignore
@@ -210,6 +236,9 @@ class PipelineHooks:
     show_error: Callable[[Study], None] = _ignore
     finished: Callable[[Study], None] = _ignore
     progress: Callable[[], None] = _ignore
+    regrouped: Callable[[Study], None] = _ignore
+    duplicate: Callable[[Study, int], None] = _ignore
+    show_prior: Callable[[Study, XrayImage], None] = _ignore
 
 
 #: ranks a prediction into (findings, triage score); raises AttributeError/ValueError on malformed output
@@ -250,6 +279,10 @@ class StudyPipeline:
         self._next_id = 0
         self._next_study = 0
         self._display_request = -1
+        self._prior_request = -1
+        self._paths: dict[Path, int] = {}  # resolved path -> study id (the same file is not added twice)
+        self._sop_uids: dict[str, int] = {}  # SOPInstanceUID -> study id (the same image is dropped)
+        self.already_open: list[Path] = []  # files of the last scan that were already in the worklist
         self.shown = -1  # the study on screen (-1: none)
         self._displayed = -1  # the study whose pixels were last handed to ``show_image``
         self.closed = False
@@ -293,12 +326,18 @@ class StudyPipeline:
         if self._inflight.pop(request_id, None) is None or self.closed:
             return None
         added: list[Study] = []
+        self.already_open = []
         for f in found:
             if f.skipped:
                 self.skipped.append(f)
                 continue
+            key = _path_key(f.path)
+            if key in self._paths:
+                self.already_open.append(f.path)
+                continue
             self._next_study += 1
-            study = Study(self._next_study, f.path)
+            study = Study(self._next_study, f.path, facts=facts_for_file(self._next_study, f.path))
+            self._paths[key] = study.id
             self.studies[study.id] = study
             self._pending.append(study.id)
             self.hooks.study_added(study)
@@ -310,9 +349,28 @@ class StudyPipeline:
         """Forget every study (answers still on their way are dropped)."""
         self.cancel()
         self.studies.clear()
+        self._paths.clear()
+        self._sop_uids.clear()
         self._cache.clear()
         self.shown = self._displayed = -1
         self.hooks.progress()
+
+    def remove(self, study_ids: Iterable[int]) -> list[int]:
+        """Take images off the worklist (answers about them are dropped); returns the ids removed."""
+        gone = [sid for sid in dict.fromkeys(study_ids) if sid in self.studies]
+        drop = set(gone)
+        for sid in gone:
+            study = self.studies.pop(sid)
+            self._cache.pop(sid, None)
+            self._paths = {k: v for k, v in self._paths.items() if v != sid}
+            if study.facts is not None and self._sop_uids.get(study.facts.sop_uid) == sid:
+                del self._sop_uids[study.facts.sop_uid]
+        self._pending = deque(sid for sid in self._pending if sid not in drop)
+        self._inflight = {k: r for k, r in self._inflight.items() if r.study_id not in drop}
+        if self.shown in drop:
+            self.shown = self._displayed = -1
+        self.pump()
+        return gone
 
     def close(self) -> None:
         """Stop for good: nothing more is asked for and every answer is dropped."""
@@ -339,6 +397,21 @@ class StudyPipeline:
             return image
         self._display_request = self._request(study_id, RequestKind.DISPLAY)
         self.hooks.decode(self._display_request, os.fspath(study.path))
+        return None
+
+    def show_prior(self, study_id: int) -> XrayImage | None:
+        """The image to show beside the shown one: cached, or asked for (``hooks.show_prior``)."""
+        study = self.studies.get(study_id)
+        if study is None or study.status is StudyStatus.ERROR or self.closed:
+            self._prior_request = -1
+            return None
+        image = self._cache.get(study_id)
+        if image is not None:
+            self._cache.move_to_end(study_id)
+            self._prior_request = -1
+            return image
+        self._prior_request = self._request(study_id, RequestKind.PRIOR)
+        self.hooks.decode(self._prior_request, os.fspath(study.path))
         return None
 
     # ------------------------------------------------------------------------------ the queue
@@ -381,11 +454,15 @@ class StudyPipeline:
                 self._set_status(study, StudyStatus.CANCELLED)
                 cancelled += 1
         self._pending.clear()
-        display = self._inflight.get(self._display_request)
+        shown = {
+            k: r._replace(generation=self.generation)
+            for k in (self._display_request, self._prior_request)
+            if (r := self._inflight.get(k)) is not None
+        }
         self._inflight = {k: r for k, r in self._inflight.items() if r.kind is RequestKind.SCAN}
         self.hooks.cancel_analyses(self._next_id)
-        if display is not None:  # the image the user is looking at still has to appear
-            self._inflight[self._display_request] = display._replace(generation=self.generation)
+        if shown:  # the images the user is looking at still have to appear
+            self._inflight.update(shown)
         else:
             self.hooks.cancel_decodes(self._next_id)
         self.hooks.progress()
@@ -458,10 +535,18 @@ class StudyPipeline:
         study = self.studies.get(request.study_id)
         if study is None:
             return
+        if self._is_duplicate(study, image):
+            self.pump()
+            return
         self._cache_put(study.id, image)
         study.notes = image.notes
         study.out_of_scope = scope_warning(image.header)
         study.not_film = not_a_radiograph(image)
+        if study.facts is not None and study.facts.lateral and not study.not_film:
+            view = "".join(image.header.view.split()).upper()
+            study.not_film = (
+                f"lateral view ({view[:8]}): shown, not scored (its study is scored by its frontal images)"
+            )
         if study.not_film and not self.model_status.unavailable:
             self._not_scored(study)
         if study.thumbnail is None:
@@ -470,6 +555,9 @@ class StudyPipeline:
         if study.id == self.shown and (request.kind is RequestKind.DISPLAY or self._displayed != study.id):
             self._displayed = study.id
             self.hooks.show_image(study, image)
+        if request.kind is RequestKind.PRIOR and request_id == self._prior_request:
+            self._prior_request = -1
+            self.hooks.show_prior(study, image)
         if request.kind is RequestKind.DECODE:
             if self._needs_analysis(study):
                 self._submit_analysis(study, image)
@@ -530,6 +618,25 @@ class StudyPipeline:
         self.pump()
 
     # ------------------------------------------------------------------------------ internals
+    def _is_duplicate(self, study: Study, image: XrayImage) -> bool:
+        """Update the study's facts from the header; True (and the study removed) when its SOP Instance
+        UID is another study's."""
+        facts = facts_for_header(study.id, study.path, image.header)
+        if facts != study.facts:
+            study.facts = facts
+            self.hooks.regrouped(study)
+        uid = facts.sop_uid
+        if not uid:
+            return False
+        original = self._sop_uids.setdefault(uid, study.id)
+        if original == study.id or original not in self.studies:
+            self._sop_uids[uid] = study.id
+            return False
+        self.remove([study.id])
+        self.hooks.duplicate(study, original)
+        self.hooks.progress()
+        return True
+
     def _request(self, study_id: int, kind: RequestKind) -> int:
         self._next_id += 1
         self._inflight[self._next_id] = Request(study_id, kind, self.generation)
