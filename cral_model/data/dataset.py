@@ -40,9 +40,16 @@ def load_image(path: str) -> np.ndarray:
 
     8-bit images (grey, RGB with equal channels, palette) come back as uint8 (H, W); 16-bit grey
     as uint16; other modes are converted to 8-bit grey. The conversion to [0, 1] happens in
-    `cral_model.preprocessing.to_unit_float`.
+    `cral_model.preprocessing.to_unit_float`. A cache reference (`cral_model.data.cache.cache_ref`)
+    comes back as its pre-resized uint8 row.
     """
     from PIL import Image
+
+    from cral_model.data.cache import read_cache_ref
+
+    cached = read_cache_ref(path)
+    if cached is not None:
+        return cached
 
     with Image.open(path) as im:
         if im.mode in ("L", "I;16", "I;16B", "I;16L"):

@@ -218,11 +218,16 @@ def index_images(root: str | os.PathLike[str]) -> dict[str, str]:
     """Map image file name -> absolute path for every image file below ``root`` (walked once).
 
     When the same name occurs twice, the first in sorted depth-first order wins and the duplicates
-    are counted in a log message.
+    are counted in a log message. A pre-resized cache folder (``cral-prepare``, `cral_model.data.cache`)
+    gives its images as cache references, which `cral_model.data.dataset.load_image` reads.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} is not a folder")
+    from cral_model.data.cache import is_cache, open_cache
+
+    if is_cache(root):
+        return open_cache(root).refs()
     index: dict[str, str] = {}
     dups = 0
     for name, path in _walk_files(root):
