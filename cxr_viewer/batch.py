@@ -190,6 +190,7 @@ def triage_files(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = DEFAULT_WORKERS,
     on_progress: Callable[[int], None] | None = None,
+    on_result: Callable[[Path, PredictionLike, TriageRow], None] | None = None,
 ) -> list[TriageRow]:
     """Analyse files (from :func:`collect_files`) and return their rows, sorted for triage.
 
@@ -199,6 +200,10 @@ def triage_files(
         batch_size: images per forward pass (>= 1).
         workers: decoding threads (0: decode on the calling thread, no overlap).
         on_progress: called with the number of files just finished (for a progress bar).
+        on_result: called for each analysed file with its path, the model's prediction (attention maps
+            included) and its row, as soon as its batch is done (e.g. to build DICOM results from
+            exactly what the CSV reports); not called for error rows. An exception it raises stops
+            the run.
 
     Returns:
         One row per file: analysed rows by descending triage score (those whose DICOM header says they
@@ -223,10 +228,11 @@ def triage_files(
             reason = short_reason(exc, "analysis failed")
             errors.append(TriageRow(str(items[0][0]), reason))
         else:
-            done.extend(
-                _row(p, pred, class_names, thresholds, w)
-                for (p, _, w), pred in zip(items, preds, strict=True)
-            )
+            for (p, _, w), pred in zip(items, preds, strict=True):
+                row = _row(p, pred, class_names, thresholds, w)
+                done.append(row)
+                if on_result is not None:
+                    on_result(p, pred, row)
 
     def flush() -> None:
         if pending:
