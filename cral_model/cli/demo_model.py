@@ -150,22 +150,6 @@ def _run_parallel(commands: dict[str, list[str]], runs: Path, parallel: int) -> 
     return seconds
 
 
-def _resampler(n: int, groups: Sequence[str] | None, rng: np.random.Generator) -> Any:
-    """A function drawing one bootstrap resample of image indices: images, or whole patients."""
-    if groups is None:
-        return lambda: rng.integers(0, n, n)
-    by_group: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        by_group.setdefault(str(g), []).append(i)
-    members = [np.asarray(v, dtype=np.int64) for v in by_group.values()]
-
-    def draw() -> np.ndarray:
-        picks = rng.integers(0, len(members), len(members))
-        return np.concatenate([members[j] for j in picks])
-
-    return draw
-
-
 def _mean_auc_of(probs: np.ndarray, targets: np.ndarray, idx: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -186,17 +170,20 @@ def bootstrap_mean_auc(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Mean AUC with a percentile bootstrap 95% interval, resampling whole patients when ``groups``
-    (one patient id per image) is given: images of one patient are not independent."""
-    rng = np.random.default_rng(seed)
-    draw = _resampler(targets.shape[0], groups, rng)
-    samples = np.array([_mean_auc_of(probs, targets, draw()) for _ in range(n_resamples)])
-    samples = samples[np.isfinite(samples)]
-    lo, hi = np.percentile(samples, [2.5, 97.5])
+    (one patient id per image) is given: images of one patient are not independent.
+
+    The resampling is `cral_model.metrics.bootstrap_auc_ci`'s (the one ``cral-eval`` uses)."""
+    from cral_model.metrics import bootstrap_auc_ci
+
+    k = targets.shape[1]
+    ci = bootstrap_auc_ci(
+        probs, targets, [str(c) for c in range(k)], n_resamples=n_resamples, seed=seed, groups=groups
+    )
     return {
         "mean_auc": _mean_auc_of(probs, targets, np.arange(targets.shape[0])),
-        "ci95": [float(lo), float(hi)],
+        "ci95": ci["mean_auc"],
         "resampled": "patients" if groups is not None else "images",
-        "n_resamples": int(samples.size),
+        "n_resamples": n_resamples,
     }
 
 
@@ -212,31 +199,26 @@ def paired_mean_auc_difference(
     """Mean AUC of A minus that of B on the same images, with a paired percentile bootstrap 95% interval.
 
     Each resample draws images (or, with ``groups``, whole patients) with replacement and scores both
-    models on the same draw; classes without both labels in a draw are left out of both means.
+    models on the same draw; classes without both labels in a draw are left out of both means
+    (`cral_model.metrics.paired_bootstrap_auc_difference`).
     """
-    from sklearn.metrics import roc_auc_score
+    from cral_model.metrics import paired_bootstrap_auc_difference
 
-    def mean_diff(idx: np.ndarray) -> float:
-        diffs = []
-        for c in range(targets.shape[1]):
-            t = targets[idx, c]
-            if t.min() == t.max():
-                continue
-            diffs.append(roc_auc_score(t, probs_a[idx, c]) - roc_auc_score(t, probs_b[idx, c]))
-        return float(np.mean(diffs)) if diffs else float("nan")
-
-    n = targets.shape[0]
-    point = mean_diff(np.arange(n))
-    rng = np.random.default_rng(seed)
-    draw = _resampler(n, groups, rng)
-    samples = np.array([mean_diff(draw()) for _ in range(n_resamples)])
-    samples = samples[np.isfinite(samples)]
-    lo, hi = np.percentile(samples, [2.5, 97.5])
+    k = targets.shape[1]
+    res = paired_bootstrap_auc_difference(
+        probs_a,
+        probs_b,
+        targets,
+        [str(c) for c in range(k)],
+        n_resamples=n_resamples,
+        seed=seed,
+        groups=groups,
+    )
     return {
-        "difference": point,
-        "ci95": [float(lo), float(hi)],
-        "p_not_better": float(np.mean(samples <= 0)),
-        "n_resamples": int(samples.size),
+        "difference": res["mean_auc_difference"],
+        "ci95": res["mean_auc_difference_ci"],
+        "p_not_better": res["p_not_better"],
+        "n_resamples": n_resamples,
         "resampled": "patients" if groups is not None else "images",
     }
 
