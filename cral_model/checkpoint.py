@@ -40,7 +40,8 @@ from torch import nn
 
 from cral_model.config import ConfigError, ModelConfig, PreprocessConfig
 from cral_model.labels import CLASS_NAMES
-from cral_model.models.cral import CRAL, build_model_from_config
+from cral_model.models.base import ChestNet
+from cral_model.models.cral import build_model_from_config
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -97,7 +98,7 @@ class CheckpointError(ValueError):
 class LoadedCheckpoint:
     """A model rebuilt from a checkpoint (eval mode, CPU, float32) and its validated metadata."""
 
-    model: CRAL
+    model: ChestNet
     metadata: dict[str, Any]
 
     @property
@@ -170,7 +171,8 @@ def save_checkpoint(
     """Write ``model`` and its metadata to one safetensors file, atomically.
 
     Args:
-        model: a `CRAL` (or a DDP/compiled wrapper of one: ``.module``/``._orig_mod`` are unwrapped).
+        model: a `ChestNet` of any method (or a DDP/compiled wrapper of one: ``.module``/``._orig_mod``
+            are unwrapped).
         path: destination, normally ``*.safetensors``.
         preprocessing: the eval/inference pipeline (default `PreprocessConfig()`).
         thresholds: per-class operating points (K probabilities) or None.
@@ -188,8 +190,8 @@ def save_checkpoint(
     """
     net = getattr(model, "module", model)
     net = getattr(net, "_orig_mod", net)
-    if not isinstance(net, CRAL):
-        raise TypeError(f"save_checkpoint expects a CRAL model, got {type(net).__name__}")
+    if not isinstance(net, ChestNet):
+        raise TypeError(f"save_checkpoint expects a CRAL-family model (ChestNet), got {type(net).__name__}")
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}")
     cfg: ModelConfig = net.config
@@ -605,7 +607,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
         )
         raise CheckpointError(
             f"{p.name}: weights do not fit the model described in its metadata "
-            f"({cfg.backbone}/{cfg.attention}/{cfg.mode}, {cfg.num_classes} classes): {detail}"
+            f"({cfg.method}: {cfg.backbone}/{cfg.attention}/{cfg.mode}, {cfg.num_classes} classes): {detail}"
         )
     _check_weight_values(tensors, expected, p.name)
     state = {k: tensors[k].to(v.dtype) for k, v in expected.items()}

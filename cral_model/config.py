@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["ATTENTIONS", "BACKBONES", "MODES", "ConfigError", "ModelConfig", "PreprocessConfig"]
+__all__ = ["ATTENTIONS", "BACKBONES", "METHODS", "MODES", "ConfigError", "ModelConfig", "PreprocessConfig"]
 
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_lite0")
 ATTENTIONS: tuple[str, ...] = ("att1", "att2")
 MODES: tuple[str, ...] = ("full", "no_category", "no_residual", "no_attention")
+#: the attention methods of our sources (docs/METHODS.md): CRAL, AG-CNN, CAN, iterative attention mining
+METHODS: tuple[str, ...] = ("cral", "agcnn", "can", "iam")
 
 _T = TypeVar("_T", bound="DataclassInstance")
 
@@ -57,6 +59,9 @@ class ModelConfig:
         att_channels: att1 intermediate width; ``None`` means ``out_channels // 8`` of the backbone
             (256 for ResNet-50, 128 for DenseNet-121, 64 for ResNet-18/34).
         pretrained: ``"imagenet"`` or ``None`` (how the backbone was initialised; informational once trained).
+        method: one of `METHODS` (``cral`` by default; ``attention``/``mode``/``att_channels`` are
+            CRAL's and ignored by the others).
+        agcnn_tau: AG-CNN's heat-map threshold in (0, 1) for the local crop (the paper's 0.7).
     """
 
     backbone: str = "resnet50"
@@ -65,8 +70,18 @@ class ModelConfig:
     num_classes: int = 14
     att_channels: int | None = None
     pretrained: str | None = None
+    method: str = "cral"
+    agcnn_tau: float = 0.7
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose one of {METHODS}")
+        if (
+            not isinstance(self.agcnn_tau, (int, float))
+            or isinstance(self.agcnn_tau, bool)
+            or not 0.0 < self.agcnn_tau < 1.0
+        ):
+            raise ConfigError(f"agcnn_tau must be a number in (0, 1), got {self.agcnn_tau!r}")
         if self.backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
         if self.attention not in ATTENTIONS:

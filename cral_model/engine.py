@@ -62,6 +62,7 @@ from cral_model.distributed import (
     init_distributed,
 )
 from cral_model.labels import CLASS_NAMES
+from cral_model.losses import build_loss
 from cral_model.metrics import (
     mean_auc,
     normal_flag_rate,
@@ -315,8 +316,12 @@ def train_one_epoch(
     description: str = "train",
     on_step: Callable[[int], None] | None = None,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
+    criterion: nn.Module | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader`` with BCE-with-logits averaged over batch and classes.
+    """One pass over ``loader`` with ``criterion`` (default BCE-with-logits averaged over batch and classes).
+
+    A network whose ``takes_targets`` is set (`cral_model.models.base.ChestNet`) is called as
+    ``model(x, y)`` and may return ``(logits, extra_loss)``; the extra term is added to the loss.
 
     Args:
         model: network (possibly DDP-wrapped) returning logits (B, K).
@@ -327,6 +332,7 @@ def train_one_epoch(
         progress: show a tqdm bar with the running loss and images/s.
         on_step: called with the step index after each optimizer step (tests use it to interrupt).
         ema: an exponential moving average of the (unwrapped) model, updated after each step.
+        criterion: ``loss(logits (B, K), targets (B, K))`` (`cral_model.losses.build_loss`).
 
     Returns:
         ``{"loss": mean loss of this rank, "images": count, "seconds", "images_per_s"}``.
@@ -337,7 +343,8 @@ def train_one_epoch(
     model.train()
     if freeze_bn:
         _set_bn_eval(model)
-    criterion = nn.BCEWithLogitsLoss()
+    criterion = criterion if criterion is not None else nn.BCEWithLogitsLoss()
+    takes_targets = bool(getattr(_unwrap(model), "takes_targets", False))
     total_loss, n_images, n_batches = 0.0, 0, 0
     t0 = time.perf_counter()
     bar = tqdm(loader, desc=description, leave=False, disable=not progress, dynamic_ncols=True)
@@ -345,8 +352,11 @@ def train_one_epoch(
         x = precision.to_input(x)
         y = y.to(precision.device, non_blocking=True)
         with precision.autocast():
-            logits = model(x)
+            out = model(x, y) if takes_targets else model(x)
+            logits, extra = out if isinstance(out, tuple) else (out, None)
             loss = criterion(logits.float(), y)
+            if extra is not None:
+                loss = loss + extra.float()
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -826,6 +836,7 @@ class _Trainer:
     precision: _Precision
     scaler: torch.amp.GradScaler | None
     ema: torch.optim.swa_utils.AveragedModel | None
+    method: str = "cral"
 
     @property
     def scored(self) -> nn.Module:
@@ -884,7 +895,7 @@ def _fit(
     _distribute(trainer, info, device)
     if info.is_main:
         _reset_log(out / "log.jsonl", progress.history, resumed=resume is not None)
-    for epoch in range(progress.epoch, cfg.epochs):
+    for epoch in range(progress.epoch, cfg.total_epochs):
         record, result = _run_epoch(run, epoch, trainer, loaders, _bind_epoch(on_step, epoch))
         _record_epoch(run, epoch, record, result, trainer, progress, data_info=loaders.splits.info)
         barrier(info)
@@ -973,7 +984,7 @@ def _build_trainer(cfg: TrainConfig, device: torch.device, build: Callable[..., 
         # get_ema_multi_avg_fn has no annotations in torch.
         average = get_ema_multi_avg_fn(cfg.ema_decay)  # type: ignore[no-untyped-call]
         ema = AveragedModel(_unwrap(model), multi_avg_fn=average, use_buffers=True)
-    return _Trainer(model, optimizer, _Precision(device, amp_dtype, channels_last), scaler, ema)
+    return _Trainer(model, optimizer, _Precision(device, amp_dtype, channels_last), scaler, ema, cfg.method)
 
 
 def _restore(
@@ -1027,6 +1038,8 @@ def _distribute(trainer: _Trainer, info: DistInfo, device: torch.device) -> None
     """Wrap the model in DistributedDataParallel when the run has several ranks."""
     if info.distributed:
         ddp_kwargs: dict[str, Any] = {"device_ids": [device.index]} if device.type == "cuda" else {}
+        if trainer.method != "cral":  # AG-CNN's stages and IAM's teacher leave parameters unused
+            ddp_kwargs["find_unused_parameters"] = True
         trainer.model = nn.parallel.DistributedDataParallel(trainer.model, **ddp_kwargs)
 
 
@@ -1057,9 +1070,13 @@ def _run_epoch(
         and the validation `EvalResult` (None without a validation split).
     """
     cfg, info = run.cfg, run.info
-    lr = cfg.lr_at(epoch)
+    phase, phase_epoch = divmod(epoch, cfg.epochs)  # AG-CNN stage / attention-mining round
+    lr = cfg.lr_at(phase_epoch)  # the schedule restarts with every phase
     for group in trainer.optimizer.param_groups:
         group["lr"] = lr
+    set_phase = getattr(_unwrap(trainer.model), "set_phase", None)
+    if set_phase is not None:
+        set_phase(phase)
     loaders.train_sampler.set_epoch(epoch)
     stats = train_one_epoch(
         trainer.model,
@@ -1069,13 +1086,15 @@ def _run_epoch(
         scaler=trainer.scaler,
         freeze_bn=cfg.freeze_bn,
         progress=cfg.progress and info.is_main,
-        description=f"epoch {epoch + 1}/{cfg.epochs}",
+        description=f"epoch {epoch + 1}/{cfg.total_epochs}",
         on_step=on_step,
         ema=trainer.ema,
+        criterion=build_loss(cfg.loss),
     )
     (loss,) = all_reduce_mean([stats["loss"]], info)
     record: dict[str, Any] = {
         "epoch": epoch + 1,
+        "phase": phase,
         "lr": lr,
         "train_loss": loss,
         "train_images_per_s": stats["images_per_s"] * info.world_size,
@@ -1149,7 +1168,7 @@ def _record_epoch(
     _log.info(
         "epoch %d/%d: lr %.2g, train loss %.4f, %.1f img/s%s%s",
         epoch + 1,
-        cfg.epochs,
+        cfg.total_epochs,
         record["lr"],
         record["train_loss"],
         record["train_images_per_s"],

@@ -30,7 +30,7 @@ from torch import nn
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from cral_model.models.cral import CRAL
+    from cral_model.models.base import ChestNet
 
 __all__ = ["FAST_VARIANTS", "FastPathUnavailable", "OnnxRunner", "default_cache_dir", "fast_path_available"]
 
@@ -63,18 +63,24 @@ def default_cache_dir() -> Path:
 
 class _Outputs(nn.Module):
     """What the runtime computes: probabilities (B, K), attention (B, K, h, w), saliency (B, h, w),
-    evidence (B, K, h, w)."""
+    evidence (B, K, h, w), and for a method with a crop (AG-CNN) its box (B, 4)."""
 
-    def __init__(self, model: CRAL) -> None:
+    def __init__(self, model: ChestNet) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model.forward_all(x)
-        return torch.sigmoid(out.logits), out.attention, out.saliency, out.evidence
+        outputs = (torch.sigmoid(out.logits), out.attention, out.saliency, out.evidence)
+        return (*outputs, out.box) if out.box is not None else outputs
 
 
-def _export(model: CRAL, input_size: int, dest: Path) -> None:
+def _output_names(model: ChestNet) -> list[str]:
+    names = _GRAPH_OUTPUTS.split(",")
+    return [*names, "crop_box"] if model.returns_box else names
+
+
+def _export(model: ChestNet, input_size: int, dest: Path) -> None:
     wrapper = _Outputs(model).eval()
     x = torch.zeros(2, 3, input_size, input_size)
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -86,7 +92,7 @@ def _export(model: CRAL, input_size: int, dest: Path) -> None:
             (x,),
             dynamo=True,
             input_names=["x"],
-            output_names=["probabilities", "attention", "saliency", "evidence"],
+            output_names=_output_names(model),
             dynamic_shapes=({0: batch},),
             external_data=False,
             verbose=False,
@@ -130,7 +136,7 @@ def _key(text: str) -> str:
 
 
 class OnnxRunner:
-    """A CRAL model compiled for ONNX Runtime's CPU provider.
+    """A CRAL-family model (`ChestNet`) compiled for ONNX Runtime's CPU provider.
 
     Args:
         model: the network (eval mode).
@@ -147,7 +153,7 @@ class OnnxRunner:
 
     def __init__(
         self,
-        model: CRAL,
+        model: ChestNet,
         input_size: int,
         *,
         weights_key: str,
@@ -167,7 +173,7 @@ class OnnxRunner:
         self.variant = variant
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         # the export's outputs are part of the key: a cached graph from an older layout is never reused
-        base = f"{_GRAPH_OUTPUTS}|{torch.__version__}|{ort.__version__}|{input_size}"
+        base = f"{','.join(_output_names(model))}|{torch.__version__}|{ort.__version__}|{input_size}"
         versions = f"{base}|{variant}|{weights_key}"
         fp32_cached = cache / "onnx" / f"cral-{_key(f'{base}|fp32|{weights_key}')}.onnx"
         if variant == "int8":
@@ -210,9 +216,14 @@ class OnnxRunner:
     def run(self, batch: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(B, 3, S, S) float32 -> (probabilities (B, K), attention (B, K, h, w), saliency (B, h, w),
         evidence (B, K, h, w))."""
-        x = batch.numpy() if isinstance(batch, torch.Tensor) else batch
-        probs, att, sal, ev = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
+        probs, att, sal, ev, *_ = self.run_all(batch)
         return probs, att, sal, ev
+
+    def run_all(self, batch: np.ndarray | torch.Tensor) -> list[np.ndarray]:
+        """Every output of the graph: those of `run`, then AG-CNN's crop box (B, 4) when it has one."""
+        x = batch.numpy() if isinstance(batch, torch.Tensor) else batch
+        outputs: list[np.ndarray] = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
+        return outputs
 
     def __repr__(self) -> str:
         return f"OnnxRunner(variant={self.variant!r}, path={str(self.path)!r})"

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from cral_model.config import PreprocessConfig
-    from cral_model.models.cral import CRAL
+    from cral_model.models.base import ChestNet
 
 __all__ = ["DEFAULT_MODEL_ENV", "Prediction", "Predictor", "default_checkpoint_path"]
 
@@ -74,6 +74,8 @@ class Prediction:
         thresholds: (K,) operating points, or None when the checkpoint has none.
         evidence: (K, h, w) float32 per-cell logits whose grid mean is each class's logit (an
             attention-weighted class activation map, `CategoryResidualHead.evidence`), or None.
+        crop_box: (4,) float32 ``(x0, y0, x1, y1)``, fractions of the network input (the frame the
+            attention maps cover): the region AG-CNN's local branch looked at; None for other methods.
     """
 
     class_names: tuple[str, ...]
@@ -82,6 +84,7 @@ class Prediction:
     saliency: np.ndarray
     thresholds: np.ndarray | None = None
     evidence: np.ndarray | None = None
+    crop_box: np.ndarray | None = None
 
     def evidence_map(self, index: int) -> np.ndarray | None:
         """Class ``index``'s map on an absolute scale: (h, w) float32 >= 0 (None without evidence).
@@ -119,10 +122,10 @@ class Prediction:
 
 
 class Predictor:
-    """Runs a CRAL model on 2-D images.
+    """Runs a CRAL-family model (any method of `cral_model.config.METHODS`) on 2-D images.
 
     Args:
-        model: a `CRAL` network.
+        model: a `ChestNet` (`CRAL`, AG-CNN, CAN, attention mining).
         preprocessing: the pipeline the model was trained for.
         class_names: defaults to `CLASS_NAMES`.
         thresholds: per-class operating points or None.
@@ -136,7 +139,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: CRAL,
+        model: ChestNet,
         preprocessing: PreprocessConfig,
         *,
         class_names: Sequence[str] | None = None,
@@ -236,9 +239,18 @@ class Predictor:
     def predict_tensor(self, batch: torch.Tensor) -> list[Prediction]:
         """Run on an already preprocessed batch (B, C, S, S)."""
         if self._runner is not None:
-            probs, att, sal, ev = self._runner.run(batch)
+            probs, att, sal, ev, *rest = self._runner.run_all(batch)
+            boxes = rest[0] if rest else None
             return [
-                Prediction(self.class_names, probs[i], att[i], sal[i], self.thresholds, ev[i])
+                Prediction(
+                    self.class_names,
+                    probs[i],
+                    att[i],
+                    sal[i],
+                    self.thresholds,
+                    ev[i],
+                    None if boxes is None else boxes[i],
+                )
                 for i in range(len(probs))
             ]
         x = batch.to(self.device, non_blocking=True)
@@ -249,8 +261,17 @@ class Predictor:
         att = out.attention.float().cpu().numpy()
         sal = out.saliency.float().cpu().numpy()
         ev = out.evidence.float().cpu().numpy()
+        boxes = None if out.box is None else out.box.float().cpu().numpy()
         return [
-            Prediction(self.class_names, probs[i], att[i], sal[i], self.thresholds, ev[i])
+            Prediction(
+                self.class_names,
+                probs[i],
+                att[i],
+                sal[i],
+                self.thresholds,
+                ev[i],
+                None if boxes is None else boxes[i],
+            )
             for i in range(probs.shape[0])
         ]
 

@@ -35,7 +35,11 @@ class TrainConfig:
         allow_missing: train/validate on the images present instead of refusing a partial copy.
         max_train_images: use a seeded random subset of at most this many training images (smoke runs).
         cache_images: keep decoded images in memory; None = automatic (small images only).
-    Model: backbone, attention, mode, att_channels, pretrained (``"imagenet"`` or ``"none"``).
+    Model: backbone, attention, mode, att_channels, pretrained (``"imagenet"`` or ``"none"``); method
+        (``cral``, ``agcnn``, ``can``, ``iam``: docs/METHODS.md), loss (``bce`` or ``can``,
+        `cral_model.losses`), agcnn_tau (AG-CNN's crop threshold), iam_rounds (attention-mining rounds).
+        AG-CNN trains ``epochs`` per stage (3 stages) and attention mining ``epochs`` per round, the
+        learning-rate schedule restarting each; `total_epochs` is what the run trains in all.
     Preprocessing: input_size (network input), resize (None = input_size * 256 / 224, the paper's
         ratio), base_size (optional first down-resize, see `PreprocessConfig`), crop_scale (random
         resized crop area range), hflip, rotate (maximum random rotation in degrees, 0 = off),
@@ -79,6 +83,10 @@ class TrainConfig:
     mode: str = "full"
     att_channels: int | None = None
     pretrained: str = "imagenet"
+    method: str = "cral"
+    loss: str = "bce"
+    agcnn_tau: float = 0.7
+    iam_rounds: int = 2
     # preprocessing / augmentation
     input_size: int = 224
     resize: int | None = None
@@ -156,6 +164,17 @@ class TrainConfig:
             raise ConfigError(f"export must be 'best' or 'last', got {self.export!r}")
         if self.max_train_images is not None and self.max_train_images < 1:
             raise ConfigError("max_train_images must be >= 1")
+        from cral_model.losses import LOSSES
+
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not isinstance(self.iam_rounds, int) or self.iam_rounds < 1:
+            raise ConfigError(f"iam_rounds must be an int >= 1, got {self.iam_rounds!r}")
+        if self.ema_decay is not None and self.method in ("agcnn", "iam"):
+            raise ConfigError(
+                f"ema_decay is not supported with method {self.method!r}: its stage/round is an integer "
+                "buffer of the network, which a weight average cannot average"
+            )
         # Validate the derived configs early, with their own messages.
         self.model_config()
         self.preprocess_config()
@@ -174,7 +193,23 @@ class TrainConfig:
             mode=self.mode,
             att_channels=self.att_channels,
             pretrained=None if self.pretrained == "none" else self.pretrained,
+            method=self.method,
+            agcnn_tau=self.agcnn_tau,
         )
+
+    @property
+    def phases(self) -> int:
+        """Training phases of the method: AG-CNN's 3 stages, attention mining's rounds, else 1."""
+        if self.method == "agcnn":
+            return 3
+        if self.method == "iam":
+            return self.iam_rounds
+        return 1
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs the run trains in all: ``epochs`` per phase."""
+        return self.epochs * self.phases
 
     def preprocess_config(self) -> PreprocessConfig:
         return PreprocessConfig(

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cral_model.cli._defaults import default_help
-from cral_model.config import ATTENTIONS, BACKBONES, MODES, ConfigError
+from cral_model.config import ATTENTIONS, BACKBONES, METHODS, MODES, ConfigError
+from cral_model.losses import LOSSES
 from cral_model.train_config import TrainConfig
 
 if TYPE_CHECKING:
@@ -91,6 +92,16 @@ def get_parser() -> argparse.ArgumentParser:
         help=_d("cache_images", "keep decoded images in memory", none="auto: when < 2 GiB"),
     )
     m = p.add_argument_group("model")
+    m.add_argument(
+        "--method",
+        choices=METHODS,
+        help=_d("method", "CRAL, AG-CNN, CAN or iterative attention mining (docs/METHODS.md)"),
+    )
+    m.add_argument("--loss", choices=LOSSES, help=_d("loss", "bce, or CAN's class-balanced focal loss"))
+    m.add_argument("--agcnn-tau", type=float, help=_d("agcnn_tau", "AG-CNN heat-map threshold of the crop"))
+    m.add_argument(
+        "--iam-rounds", type=int, help=_d("iam_rounds", "attention-mining rounds of --epochs each")
+    )
     m.add_argument("--backbone", choices=BACKBONES, help=_d("backbone"))
     m.add_argument("--attention", choices=ATTENTIONS, help=_d("attention"))
     m.add_argument("--mode", choices=MODES, help=_d("mode", "Table 2 ablation"))

@@ -10,6 +10,7 @@ from torch import nn
 from cral_model.config import ModelConfig
 from cral_model.models.attention import Att1, Att2, CategoryResidualHead, class_agnostic_map
 from cral_model.models.backbones import build_backbone
+from cral_model.models.base import ChestNet
 
 __all__ = ["CRAL", "CRALOutput", "build_model", "build_model_from_config"]
 
@@ -19,16 +20,18 @@ class CRALOutput(NamedTuple):
 
     logits: (B, K). attention: (B, K, h, w) in (0, 1). saliency: (B, h, w) in [0, 1], class-agnostic.
     evidence: (B, K, h, w) per-cell logits whose grid mean is ``logits`` (see
-    `CategoryResidualHead.evidence`).
+    `CategoryResidualHead.evidence`). box: (B, 4) crop box ``(x0, y0, x1, y1)`` as fractions of the
+    network input (AG-CNN's local-branch crop), None for the methods without one.
     """
 
     logits: torch.Tensor
     attention: torch.Tensor
     saliency: torch.Tensor
     evidence: torch.Tensor
+    box: torch.Tensor | None = None
 
 
-class CRAL(nn.Module):
+class CRAL(ChestNet):
     """Category-wise residual attention learning (Guan & Huang) on a torchvision backbone.
 
     Modes (Table 2): ``full``; ``no_category`` (one map shared by all classes); ``no_residual``
@@ -94,8 +97,24 @@ class CRAL(nn.Module):
         return CRALOutput(logits, att, saliency, evidence)
 
 
-def build_model_from_config(config: ModelConfig) -> CRAL:
-    """Build a CRAL network from its config (the only constructor callers should use)."""
+def build_model_from_config(config: ModelConfig) -> ChestNet:
+    """Build the network of ``config.method`` (the only constructor callers should use).
+
+    ``cral`` (the default) is `CRAL`; ``agcnn``, ``can`` and ``iam`` are the related methods of our
+    sources (`cral_model.models.agcnn`, `cral_model.models.can`, `cral_model.models.iam`).
+    """
+    if config.method == "agcnn":
+        from cral_model.models.agcnn import AGCNN
+
+        return AGCNN(config)
+    if config.method == "can":
+        from cral_model.models.can import CAN
+
+        return CAN(config)
+    if config.method == "iam":
+        from cral_model.models.iam import IAM
+
+        return IAM(config)
     return CRAL(config)
 
 
