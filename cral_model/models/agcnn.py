@@ -35,15 +35,19 @@ Our choices (not in the source):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cral_model.config import ModelConfig
 from cral_model.models.attention import class_agnostic_map
 from cral_model.models.backbones import build_backbone
 from cral_model.models.base import ChestNet, gap_cam
 from cral_model.models.cral import CRALOutput
+
+if TYPE_CHECKING:
+    from cral_model.config import ModelConfig
 
 __all__ = ["AGCNN", "STAGES", "crop_and_resize", "heat_map", "largest_region_box"]
 
@@ -122,6 +126,7 @@ class AGCNN(ChestNet):
     """
 
     returns_box = True
+    stage: torch.Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -27,14 +27,18 @@ Our choices (not in the source, or not certain from it):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from cral_model.config import ModelConfig
 from cral_model.models.attention import class_agnostic_map
 from cral_model.models.backbones import build_backbone
 from cral_model.models.base import ChestNet, gap_cam
 from cral_model.models.cral import CRALOutput
+
+if TYPE_CHECKING:
+    from cral_model.config import ModelConfig
 
 __all__ = ["CAN"]
 
@@ -53,7 +57,7 @@ class CAN(ChestNet):
         self.gate_from_a = nn.Conv2d(n, n, 1)
         for gate in (self.gate_from_a, self.gate_from_b):
             nn.init.zeros_(gate.weight)
-            nn.init.zeros_(gate.bias)
+            nn.init.zeros_(gate.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) has one
         self.fc = nn.Linear(2 * n, k)
 
     def cross_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -158,6 +158,7 @@ class IAM(ChestNet):
     """
 
     takes_targets = True
+    round: torch.Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
