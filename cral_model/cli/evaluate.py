@@ -4,9 +4,15 @@ Writes to ``--output``:
 
 - ``metrics.json``: ``per_class_auc`` (name -> AUC, ``null`` when the class lacks positives or
   negatives), ``mean_auc`` (over the defined classes), ``n_images``, ``n_positive`` per class,
-  ``ci95`` (seeded percentile bootstrap over images), ``operating_points`` (sensitivity/specificity at
-  the checkpoint's thresholds), and what was evaluated.
-- ``predictions.csv``: ``image``, ``prob_<class>`` x 14, ``true_<class>`` x 14.
+  ``ci95`` (seeded percentile bootstrap over patients by default, ``--bootstrap-unit image`` over
+  images), ``operating_points`` (sensitivity/specificity at the checkpoint's thresholds), and what was
+  evaluated; with ``--compare OTHER/predictions.csv``, ``comparison``: this model minus the other on the
+  same images, per class and in mean AUC, with a paired bootstrap interval (also ``comparison.json``).
+- ``predictions.csv``: ``image``, ``prob_<class>`` x 14 (float32, shortest exact form: AUCs recomputed
+  from the file equal ``metrics.json``'s), ``true_<class>`` x 14.
+
+The model predicts in float32 on every device, as the deployed `cral_model.Predictor` does. Under
+``torchrun`` each process uses its own ``LOCAL_RANK`` device.
 - ``roc.png``: the 14 ROC curves (one panel each, operating point marked) and all of them overlaid.
 - ``table.md``: our AUCs with intervals next to the paper's Table 1 row of the same backbone/attention.
 
@@ -22,6 +28,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,7 +93,24 @@ def get_parser() -> argparse.ArgumentParser:
         help="bootstrap resamples for the 95%% intervals (0: none)",
     )
     p.add_argument(
+        "--bootstrap-unit",
+        choices=("patient", "image"),
+        default=param_default(evaluate_checkpoint, "bootstrap_unit"),
+        help="what the bootstrap resamples: whole patients (their images are not independent) or images",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="PREDICTIONS_CSV",
+        help="another model's predictions.csv on the same images: paired bootstrap of the AUC differences",
+    )
+    p.add_argument(
         "--seed", type=int, default=param_default(evaluate_checkpoint, "seed"), help="bootstrap seed"
+    )
+    p.add_argument(
+        "--boxes",
+        metavar="BBOX_LIST_CSV",
+        help="BBox_List_2017.csv: also run the localization protocol of Wang et al. 2017 on the evaluated "
+        "images that have boxes (metrics.json 'localization', table.md; cral_model.localization)",
     )
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     return p
@@ -299,14 +323,18 @@ def evaluate_checkpoint(
     bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = False,
+    bootstrap_unit: str = "patient",
+    compare: str | Path | None = None,
 ) -> dict[str, Any]:
     """Predict ``images`` with ``checkpoint`` and write the four outputs to ``output``.
+
+    Args:
+        bootstrap_unit: ``"patient"`` (cluster bootstrap over ``images.patients``) or ``"image"``.
+        compare: another model's ``predictions.csv`` over the same images, for a paired comparison.
 
     Returns:
         The metrics dict written to ``metrics.json``.
     """
-    import torch
-
     from cral_model.checkpoint import load_checkpoint
     from cral_model.config import PreprocessConfig
     from cral_model.data import EpochSampler, EvalPreset, ImageDataset
@@ -316,17 +344,23 @@ def evaluate_checkpoint(
         bootstrap_auc_ci,
         mean_auc,
         normal_flag_rate,
+        paired_bootstrap_auc_difference,
         per_class_auc,
         sensitivity_specificity,
     )
 
+    if bootstrap_unit not in ("patient", "image"):
+        raise ValueError(f"bootstrap_unit must be 'patient' or 'image', got {bootstrap_unit!r}")
+    groups = list(images.patients) if bootstrap_unit == "patient" else None
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_checkpoint(checkpoint)
     meta = loaded.metadata
     class_names = list(meta["class_names"])
+    other = _read_predictions(Path(compare), images.names, class_names) if compare is not None else None
     pre = PreprocessConfig.from_dict(dict(meta["preprocessing"]))
-    dev = torch_device(device)
+    # each torchrun process on its own device (a bare "cuda" means cuda:LOCAL_RANK)
+    dev = torch_device(device, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     model = loaded.model.to(dev).eval()
     stored = meta.get("thresholds")
     thresholds = list(stored) if stored is not None else [0.5] * len(class_names)
@@ -334,10 +368,8 @@ def evaluate_checkpoint(
     ds = ImageDataset(images, EvalPreset(pre), cache=False)
     sampler = EpochSampler(len(ds), shuffle=False, augment_seeds=False)
     loader = make_loader(ds, sampler, batch_size=batch_size, workers=workers, device=dev, seed=seed)
-    amp_dtype = None
-    if dev.type == "cuda":
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    precision = _Precision(dev, amp_dtype, channels_last=False)
+    # float32, as the deployed Predictor runs (bf16 autocast moved AUCs in the third decimal)
+    precision = _Precision(dev, None, channels_last=False)
     probs, targets, loss = predict(model, loader, len(ds), precision=precision, progress=progress)
 
     aucs = per_class_auc(probs, targets, class_names, warn=False)
@@ -345,10 +377,21 @@ def evaluate_checkpoint(
     if undefined:
         _log.warning("AUC undefined (one label value only) for %s: reported as null", undefined)
     ci = (
-        bootstrap_auc_ci(probs, targets, class_names, n_resamples=bootstrap, seed=seed)
+        bootstrap_auc_ci(probs, targets, class_names, n_resamples=bootstrap, seed=seed, groups=groups)
         if bootstrap > 0
         else None
     )
+    comparison = None
+    if other is not None:
+        comparison = paired_bootstrap_auc_difference(
+            probs,
+            other,
+            targets,
+            class_names,
+            n_resamples=max(bootstrap, 1),
+            seed=seed,
+            groups=groups,
+        ) | {"other": Path(str(compare)).name}
     ops = sensitivity_specificity(probs, targets, thresholds, class_names)
     abnormal = (targets > 0.5).any(axis=1)
     # (N,) bool; asarray because numpy's stubs type .any(axis=...) as "scalar or array"
@@ -380,6 +423,7 @@ def evaluate_checkpoint(
             "n_positive": {n: int(targets[:, i].sum()) for i, n in enumerate(class_names)},
             "undefined_classes": undefined,
             "ci95": ci,
+            "comparison": comparison,
             "operating_points": ops,
             "flags": study_level,
             "thresholds_source": "checkpoint" if stored is not None else "default 0.5",
@@ -398,7 +442,12 @@ def evaluate_checkpoint(
         w = csv.writer(fh)
         w.writerow(["image", *(f"prob_{n}" for n in class_names), *(f"true_{n}" for n in class_names)])
         for i, name in enumerate(images.names):
-            w.writerow([name, *(f"{p:.6f}" for p in probs[i]), *(int(t) for t in targets[i])])
+            # the float32 the model gave, in its shortest exact form (no rounding of the scores)
+            w.writerow([name, *(str(np.float32(p)) for p in probs[i]), *(int(t) for t in targets[i])])
+    if comparison is not None:
+        (out / "comparison.json").write_text(
+            json.dumps(metrics["comparison"], indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        )
 
     title = (
         f"{model_cfg.get('backbone')} {model_cfg.get('attention')} {model_cfg.get('mode')}: "
@@ -409,6 +458,26 @@ def evaluate_checkpoint(
     _write_roc_png(out / "roc.png", probs, targets, class_names, aucs, thresholds, title)
     write_table(out / "table.md", metrics, model_cfg, class_names)
     return metrics
+
+
+def _read_predictions(path: Path, names: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+    """``(N, K)`` probabilities of another model's ``predictions.csv``, in the order of ``names``.
+
+    Raises:
+        ValueError: the file lacks images of ``names`` or has other ones (not the same images).
+    """
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = {r["image"]: r for r in csv.DictReader(fh)}
+    if set(rows) != set(names):
+        missing = [n for n in names if n not in rows]
+        raise ValueError(
+            f"{path} is not over the same images ({len(missing)} of {len(names)} missing, "
+            f"{len(set(rows) - set(names))} others); a paired comparison needs the same images"
+        )
+    try:
+        return np.array([[float(rows[n][f"prob_{c}"]) for c in class_names] for n in names], dtype=np.float64)
+    except KeyError as exc:
+        raise ValueError(f"{path} has no column {exc.args[0]!r}: predictions of other classes?") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -447,7 +516,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             bootstrap=args.bootstrap,
             seed=args.seed,
             progress=args.progress,
+            bootstrap_unit=args.bootstrap_unit,
+            compare=args.compare,
         )
+        if args.boxes:
+            from cral_model.localization import localize_checkpoint
+
+            localize_checkpoint(
+                args.checkpoint,
+                images,
+                args.boxes,
+                args.output,
+                device=args.device,
+                batch_size=args.batch_size,
+            )
     except (MissingImagesError, FileNotFoundError, ValueError) as exc:
         _log.error("%s", exc)
         return 2
