@@ -4,11 +4,18 @@ Usage::
 
     cxr-triage FILES_OR_FOLDERS... -o results.csv [--model CHECKPOINT] [--device auto]
                [--batch-size 16] [--workers 2] [--fast | --no-fast] [--threads N] [--no-progress]
+               [--dicom-out DIR]
 
 Columns: ``file``, ``error`` (empty when analysed, else why not), ``triage_score``, ``prob_<class>``
 for every class, ``flags`` (findings at or above their threshold), ``top8`` and ``warning`` (why the
 DICOM header says the study is not a frontal chest radiograph, else empty); rows sorted by triage
 score, highest first, studies with a ``warning`` after the others, error rows last.
+
+``--dicom-out DIR`` also writes, for each analysed DICOM input, a DICOM SR (TID 1500: every finding's
+probability, threshold and flag, the triage score, the model and its checkpoint's SHA-256) and a
+Secondary Capture (the picture with the top findings, map and research notice burned in) into ``DIR``,
+in the input's study and new series (`cxr_viewer.results`). A PNG or JPEG input has no study: it gets
+its CSV row only, and the closing line counts it.
 
 The CSV is UTF-8; file names that are not UTF-8 are written with ``\\xNN`` escapes and text cells that
 start like a spreadsheet formula get a leading ``'`` (see :func:`cxr_viewer.batch.write_csv`).
@@ -55,6 +62,9 @@ from cxr_viewer.inference import NOT_FOR_CLINICAL_USE, default_model_path, fast_
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
+
+    from cxr_viewer.batch import TriageRow
+    from cxr_viewer.inference import BatchPredictor, PredictionLike
 
 __all__ = ["get_parser", "main"]
 
@@ -232,6 +242,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar on stderr"
     )
+    p.add_argument(
+        "--dicom-out",
+        metavar="DIR",
+        help="also write a DICOM SR (TID 1500) and a Secondary Capture for each DICOM input into DIR "
+        "(same study, new series; PNG/JPEG inputs have no study and get none)",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
@@ -264,6 +280,16 @@ def _main(argv: Sequence[str] | None) -> int:
     except _OutputError as exc:
         sys.stderr.write(f"cxr-triage: {exc}\n")
         return 1
+    if args.dicom_out:
+        try:
+            Path(args.dicom_out).mkdir(parents=True, exist_ok=True)
+            if not os.access(args.dicom_out, os.W_OK):
+                raise PermissionError(13, "permission denied")
+        except OSError as exc:
+            sys.stderr.write(
+                f"cxr-triage: cannot write DICOM results to {_shown(args.dicom_out)}: {_why(exc)}\n"
+            )
+            return 1
     with output:  # removes the .part on any failure, Ctrl-C included
         return _run(args, model, output)
 
@@ -290,6 +316,7 @@ def _run(args: argparse.Namespace, model: str | os.PathLike[str], output: _CsvOu
         from tqdm import tqdm
 
         bar = tqdm(total=len(files), unit="img", file=sys.stderr, desc="triage", dynamic_ncols=True)
+    dicom = _DicomOut(Path(args.dicom_out), predictor) if args.dicom_out else None
     t1 = time.perf_counter()
     try:
         rows = triage_files(
@@ -298,6 +325,7 @@ def _run(args: argparse.Namespace, model: str | os.PathLike[str], output: _CsvOu
             batch_size=args.batch_size,
             workers=args.workers,
             on_progress=bar.update if bar is not None else None,
+            on_result=dicom.write if dicom is not None else None,
         )
     finally:
         if bar is not None:
@@ -319,7 +347,46 @@ def _run(args: argparse.Namespace, model: str | os.PathLike[str], output: _CsvOu
         f"cxr-triage: {len(rows) - n_err} analysed ({n_flag} flagged{scope}), {n_err} not readable, "
         f"{elapsed:.1f} s ({rate:.1f} images/s) -> {output.shown}\n"
     )
+    if dicom is not None:
+        sys.stderr.write(dicom.summary() + "\n")
     return 0
+
+
+class _DicomOut:
+    """``--dicom-out``: the SR and SC of each analysed DICOM input, written as its batch finishes
+    (the file is decoded again for the picture; inputs that are not DICOM are counted, not written)."""
+
+    def __init__(self, folder: Path, predictor: BatchPredictor) -> None:
+        from cxr_viewer.inference import attention_region, model_provenance
+
+        self.folder = folder
+        self.algorithm = model_provenance(predictor)
+        self.region = attention_region(predictor)
+        self.written = self.not_dicom = self.failed = 0
+
+    def write(self, path: Path, prediction: PredictionLike, row: TriageRow) -> None:
+        from cxr_viewer.core.io import load_image, sniff_format
+        from cxr_viewer.results.export import write_dicom_results
+
+        try:
+            if sniff_format(path) != "DICOM":
+                self.not_dicom += 1
+                return
+            image = load_image(path)
+            write_dicom_results(path, image, prediction, self.algorithm, self.folder, map_region=self.region)
+            self.written += 1
+        except Exception as exc:  # one file's results must not stop the run; the CSV row stays
+            self.failed += 1
+            sys.stderr.write(f"cxr-triage: no DICOM results for {_shown(path.name)}: {message_of(exc)}\n")
+
+    def summary(self) -> str:
+        """One line: how many results were written, skipped (not DICOM) and failed."""
+        extra = f", {self.not_dicom} inputs not DICOM (no study: CSV rows only)" if self.not_dicom else ""
+        failed = f", {self.failed} failed" if self.failed else ""
+        return (
+            f"cxr-triage: DICOM results (SR + SC) for {self.written} images{extra}{failed} "
+            f"-> {_shown(self.folder)}"
+        )
 
 
 if __name__ == "__main__":
