@@ -731,9 +731,10 @@ def _patient_orientation(ds: Dataset) -> tuple[str, str] | None:
 
     try:
         value = ds.get("PatientOrientation")
-        parts = [str(v).strip().upper() for v in value] if value is not None and not isinstance(value, str) else []
         if isinstance(value, str):
             parts = [v.strip().upper() for v in value.split("\\")]
+        else:
+            parts = [] if value is None else [str(v).strip().upper() for v in value]
         if len(parts) == 2 and all(p and set(p) <= set("LRAPHF") and len(p) <= 3 for p in parts):
             return parts[0], parts[1]
         cosines = ds.get("ImageOrientationPatient")

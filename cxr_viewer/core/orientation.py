@@ -6,7 +6,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["Orientation", "edge_letters", "letters_from_cosines", "measure_length"]
+__all__ = [
+    "Orientation",
+    "describe",
+    "edge_letters",
+    "letters_from_cosines",
+    "measure_length",
+    "zoom_from_drag",
+]
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,10 @@ def letters_from_cosines(vector: tuple[float, float, float], threshold: float = 
 
 
 def edge_letters(
-    row_direction: str, column_direction: str, shape: tuple[int, int], orientation: Orientation = Orientation()
+    row_direction: str,
+    column_direction: str,
+    shape: tuple[int, int],
+    orientation: Orientation = Orientation(),
 ) -> dict[str, str]:
     """The patient direction at each edge of the *displayed* image.
 
@@ -185,3 +195,35 @@ def measure_length(
     row_mm, col_mm = spacing
     d_col, d_row = (dy, dx) if orientation.swaps_axes else (dx, dy)
     return float(np.hypot(d_col * col_mm, d_row * row_mm))
+
+
+def describe(orientation: Orientation) -> str:
+    """``"rotated 90\N{DEGREE SIGN} right, flipped horizontally"``; ``""`` for the file's orientation."""
+    parts = []
+    k = orientation.quarter_turns % 4
+    if k:
+        parts.append(
+            {
+                1: "rotated 90\N{DEGREE SIGN} right",
+                2: "rotated 180\N{DEGREE SIGN}",
+                3: "rotated 90\N{DEGREE SIGN} left",
+            }[k]
+        )
+    if orientation.flip_horizontal:
+        parts.append("flipped horizontally")
+    if orientation.flip_vertical:
+        parts.append("flipped vertically")
+    return ", ".join(parts)
+
+
+#: screen pixels of vertical drag that double (or halve) the magnification
+ZOOM_DRAG_DOUBLING = 100.0
+
+
+def zoom_from_drag(dy: float) -> float:
+    """Magnification factor for a right-button drag of ``dy`` screen pixels (positive = downwards).
+
+    Dragging up zooms in: 100 px up doubles the magnification, 100 px down halves it; the factor is
+    multiplicative, so a drag split into many small steps gives the same result as one step.
+    """
+    return float(2.0 ** (-float(dy) / ZOOM_DRAG_DOUBLING))

@@ -30,9 +30,30 @@ __all__ = [
     "class_map",
     "colormap_lut",
     "heatmap_for",
+    "low_resolution_note",
     "map_grid",
     "outline_paths",
 ]
+
+#: below this many pixels on the short side an image is shown with a low-resolution warning (the model
+#: still scores it down to the pipeline's own floor of 32 px)
+LOW_RESOLUTION_PX = 256
+
+
+def low_resolution_note(shape: tuple[int, int], minimum: int = LOW_RESOLUTION_PX) -> str:
+    """A warning for the image view when ``shape`` (H, W) is small, else ``""``.
+
+    A 64 x 64 thumbnail fills the view as well as a 2,000 px radiograph does; the reader must be told that
+    fine detail is not there and that the score comes from a low-resolution picture.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if min(h, w) >= minimum:
+        return ""
+    return (
+        f"Low resolution: {w} x {h} px (under {minimum} px): fine detail is not in the picture "
+        "and the score is less reliable"
+    )
+
 
 #: how a map is drawn: a filled colour map, or only its outline (the commercial CXR products' habit)
 MAP_STYLES = ("filled", "outline")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cxr_viewer.core.image import VoiLut, XrayImage
 
 __all__ = [
+    "ANATOMICAL_PRESETS",
     "WindowPreset",
     "apply_voi_lut_table",
     "apply_window",
@@ -31,8 +32,11 @@ __all__ = [
     "full_range_window",
     "invert_monochrome1",
     "presets_for",
+    "stored_histogram",
+    "stored_window",
     "voi_lut_display",
     "window_from_drag",
+    "window_from_stored",
 ]
 
 _MIN_WIDTH = 1e-6
@@ -237,6 +241,33 @@ def display_histogram(
     return counts.astype(np.int64), edges
 
 
+def stored_window(window: tuple[float, float], image: XrayImage) -> tuple[float, float]:
+    """A window in pixel units (display orientation) as the file's stored (modality) values.
+
+    For MONOCHROME1 the centre maps back through the inversion (``pivot - centre``); the width is the
+    same. This is the one set of numbers the user sees: W/L readout, histogram axis, pixel readout.
+    """
+    center, width = float(window[0]), float(window[1])
+    return (float(image.inversion_pivot) - center, width) if image.inverted else (center, width)
+
+
+def window_from_stored(window: tuple[float, float], image: XrayImage) -> tuple[float, float]:
+    """The inverse of :func:`stored_window` (the inversion is its own inverse)."""
+    return stored_window(window, image)
+
+
+def stored_histogram(image: XrayImage, bins: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`display_histogram` of the image on the axis of its stored (modality) values.
+
+    Returns ``(counts, edges)`` with increasing edges; for MONOCHROME1 the bins are those of the pixels,
+    mirrored through the inversion pivot (so counts are identical, only the axis differs).
+    """
+    counts, edges = display_histogram(image.pixels, bins=bins)
+    if not image.inverted or counts.size == 0:
+        return counts, edges
+    return counts[::-1].copy(), (float(image.inversion_pivot) - edges)[::-1].copy()
+
+
 def _distinct_range(lo: float, hi: float, bins: int) -> tuple[float, float]:
     """``(lo, hi)`` widened when needed so that ``bins`` equal bins have distinct float64 edges."""
     min_span = max(1.0, abs(lo), abs(hi)) * 1e-12 * bins
@@ -277,4 +308,15 @@ def presets_for(default_window: tuple[float, float] | None) -> list[WindowPreset
         WindowPreset("Soft (0-100 %)", "4", full_range_window),
         WindowPreset("Dense areas (50-99.9 %)", "5", lambda px: auto_window(px, 50.0, 99.9)),
     ]
+    presets += ANATOMICAL_PRESETS
     return presets
+
+
+#: chest windows, relative to each image's histogram (display orientation: higher = brighter): the
+#: lungs are the dark part of a chest film, the mediastinum and bone the bright part. CR/DX values are
+#: not calibrated, so these are percentile windows, not fixed numbers.
+ANATOMICAL_PRESETS = [
+    WindowPreset("Lung (1-65 %)", "6", lambda px: auto_window(px, 1.0, 65.0)),
+    WindowPreset("Mediastinum (35-99.5 %)", "7", lambda px: auto_window(px, 35.0, 99.5)),
+    WindowPreset("Bone (60-99.9 %)", "8", lambda px: auto_window(px, 60.0, 99.9)),
+]

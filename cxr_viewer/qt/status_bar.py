@@ -1,4 +1,4 @@
-"""The window's status bar: pixel readout, measured length, analysis progress, and the model's state."""
+"""The window's status bar: pixel readout, zoom, the newest measurement, analysis progress, the model's state."""
 
 from __future__ import annotations
 
@@ -39,9 +39,12 @@ class WindowStatusBar:
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.model_label)
         image_view.pixel_info_changed.connect(self.pixel_label.setText)
-        image_view.measurement_changed.connect(
-            lambda t: self.measure_label.setText(f"Length: {t}" if t else "")
-        )
+        # "Length: 225.4 mm", "Angle: 32.0°", "Cardiothoracic ratio: CTR 0.48 (...)", "ROI: mean ..."
+        image_view.measurement_changed.connect(self.measure_label.setText)
+        self.zoom_label = QLabel("")
+        self.zoom_label.setToolTip("Magnification: 100 % = one image pixel per screen pixel (View > Actual pixels)")
+        bar.addPermanentWidget(self.zoom_label)
+        image_view.zoom_changed.connect(lambda percent: self.zoom_label.setText(f"Zoom {percent:.0f} %"))
 
     def set_model(
         self, text: str, *, busy: bool = False, error: bool = False, tooltip: str | None = None

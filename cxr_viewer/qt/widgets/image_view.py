@@ -1,4 +1,9 @@
-"""The image view: pyqtgraph base image + attention overlay, W/L drag, zoom/pan, readout, measurement."""
+"""The image view: pyqtgraph base image + attention overlay, W/L drag, zoom/pan, readout, measurements.
+
+Measurements (length, angle, cardiothoracic ratio, elliptical ROI) live in
+`cxr_viewer.qt.widgets.annotations.AnnotationLayer`, in source coordinates; their geometry is the
+Qt-free `cxr_viewer.core.measurement`.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,32 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from cxr_viewer.core.orientation import measure_length
-from cxr_viewer.core.overlay import OUTLINE_LEVEL, colormap_lut, heatmap_for, map_grid, outline_paths
+from cxr_viewer.core.orientation import describe, edge_letters, zoom_from_drag
+from cxr_viewer.core.overlay import (
+    OUTLINE_LEVEL,
+    colormap_lut,
+    heatmap_for,
+    low_resolution_note,
+    map_grid,
+    outline_paths,
+)
 from cxr_viewer.core.state import SALIENCY, ViewerState
-from cxr_viewer.core.windowing import voi_lut_display, window_from_drag
+from cxr_viewer.core.windowing import stored_window, voi_lut_display, window_from_drag
+from cxr_viewer.qt.widgets.annotations import AnnotationLayer, status_text
 
 __all__ = ["TOOLS", "ImageView"]
 
 #: mouse tools for the left button; the right button always zooms, the middle button always pans
-TOOLS = ("window", "pan", "measure")
+TOOLS = ("window", "pan", "measure", "angle", "ctr", "ellipse")
+#: the tools that draw a measurement, and the annotation kind each draws
+DRAWING_TOOLS = {"measure": "length", "angle": "angle", "ctr": "ctr", "ellipse": "ellipse"}
+#: how close (screen pixels) the mouse must be to a measurement to delete it
+_PICK_PX = 10.0
+
+_LABEL_STYLE = "color: #f0f0f0; background: rgba(0, 0, 0, 165); border-radius: 3px; padding: 2px 5px;"
+_WARNING_STYLE = (
+    "color: #ffb74d; background: rgba(0, 0, 0, 190); border-radius: 3px; padding: 2px 5px; font-weight: bold;"
+)
 
 _GREY = np.stack([np.arange(256)] * 3 + [np.full(256, 255)], axis=1).astype(np.uint8)
 _GREY_INVERTED = _GREY[::-1].copy()
@@ -40,24 +62,42 @@ def _for_pyqtgraph(pixels: np.ndarray) -> np.ndarray:
 
 
 class _XrayViewBox(pg.ViewBox):
-    """A ViewBox whose left button does what the current tool says (W/L, pan or measure)."""
+    """A ViewBox whose left button does what the current tool says (W/L, pan or a measurement) and
+    whose right button zooms about the point where the drag began (100 px up = twice the size)."""
 
     def __init__(self, owner: ImageView) -> None:
         super().__init__(lockAspect=True, invertY=True, enableMenu=False)
         self._owner = owner
 
     def mouseDragEvent(self, ev: Any, axis: Any = None) -> None:  # pyqtgraph override: camelCase
-        if ev.button() == Qt.MouseButton.LeftButton and self._owner.tool in ("window", "measure"):
+        owner = self._owner
+        if ev.button() == Qt.MouseButton.RightButton:
             ev.accept()
-            if self._owner.tool == "window":
+            dy = ev.screenPos().y() - ev.lastScreenPos().y()
+            anchor = self.mapToView(ev.buttonDownPos())
+            owner.zoom(zoom_from_drag(dy), (anchor.x(), anchor.y()))
+            return
+        if ev.button() == Qt.MouseButton.LeftButton and owner.tool != "pan":
+            ev.accept()
+            if owner.tool == "window":
                 delta = ev.screenPos() - ev.lastScreenPos()
-                self._owner.drag_window(delta.x(), delta.y())
+                owner.drag_window(delta.x(), delta.y())
             else:
+                # ev.buttonDownPos() and ev.pos() are in this item's coordinates: mapToView gives
+                # view (display pixel) coordinates, the ones the annotations are drawn in
                 start = self.mapToView(ev.buttonDownPos())
                 end = self.mapToView(ev.pos())
-                self._owner.set_measurement((start.x(), start.y()), (end.x(), end.y()))
+                owner.tool_drag((start.x(), start.y()), (end.x(), end.y()), finish=ev.isFinish())
             return
         super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev: Any) -> None:  # pyqtgraph override: camelCase
+        if ev.button() == Qt.MouseButton.LeftButton and self._owner.tool == "angle":
+            point = self.mapToView(ev.pos())
+            if self._owner.tool_click((point.x(), point.y())):
+                ev.accept()
+                return
+        super().mouseClickEvent(ev)
 
     def mouseDoubleClickEvent(self, ev: Any) -> None:  # Qt override
         self._owner.fit()
@@ -73,8 +113,10 @@ class ImageView(QWidget):
 
     #: text of the pixel under the mouse ("" when outside the image)
     pixel_info_changed = Signal(str)
-    #: text of the current measurement ("" when none)
+    #: status text of the newest measurement, e.g. "Length: 225.4 mm" ("" when none)
     measurement_changed = Signal(str)
+    #: magnification in percent (100 = one image pixel per screen pixel)
+    zoom_changed = Signal(float)
 
     def __init__(self, state: ViewerState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -105,12 +147,11 @@ class ImageView(QWidget):
         self.view_box.addItem(self.base_item)
         self.view_box.addItem(self.overlay_item)
         self.view_box.addItem(self.outline_item)
-        self.measure_roi: pg.LineSegmentROI | None = None
-        self.measure_label = pg.TextItem(color=(255, 230, 0), anchor=(0, 1))
-        self.measure_label.setZValue(30)
-        self.measure_label.hide()
-        self.view_box.addItem(self.measure_label)
-        self._measure_text = ""
+        self.annotations = AnnotationLayer(self.view_box)
+        self._first_part: list[tuple[float, float]] = []  # CTR heart width / angle first ray, drawn
+        self._status_text = ""
+        self._mouse_view: tuple[float, float] | None = None
+        self._zoom_text = ""
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -119,10 +160,19 @@ class ImageView(QWidget):
         self.corner_top_right = self._corner_label(Qt.AlignmentFlag.AlignRight)
         self.corner_bottom_left = self._corner_label()
         self.corner_bottom_right = self._corner_label(Qt.AlignmentFlag.AlignRight)
+        self.warning_label = self._corner_label(style=_WARNING_STYLE)
+        self.warning_label.hide()
+        self.orientation_labels = {
+            edge: self._corner_label(Qt.AlignmentFlag.AlignCenter, point_size=13)
+            for edge in ("left", "right", "top", "bottom")
+        }
         self.placeholder = self._corner_label(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
         self.placeholder.setText(
             "Drop chest X-rays (DICOM, PNG, JPEG, TIFF) or folders here\nor use File > Open"
         )
+        self.view_box.sigRangeChanged.connect(self._range_changed)
+        self.view_box.sigResized.connect(self._range_changed)
         self._mouse_proxy = pg.SignalProxy(
             self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved
         )
@@ -130,12 +180,21 @@ class ImageView(QWidget):
         self._render_all()
 
     # ------------------------------------------------------------------------------ layout bits
-    def _corner_label(self, align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignLeft) -> QLabel:
+    def _corner_label(
+        self,
+        align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignLeft,
+        point_size: int = 9,
+        style: str = _LABEL_STYLE,
+    ) -> QLabel:
+        """Text over the image on a dark backing (readable on white collimation as on black)."""
         label = QLabel(self.graphics)
-        label.setStyleSheet("color: #e0e0e0; background: transparent;")
+        label.setStyleSheet(style)
         label.setAlignment(align | Qt.AlignmentFlag.AlignTop)
+        label.setTextFormat(Qt.TextFormat.PlainText)
         font = QFont()
-        font.setPointSize(9)
+        font.setPointSize(point_size)
+        if point_size > 9:
+            font.setBold(True)
         label.setFont(font)
         label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         return label
@@ -145,14 +204,19 @@ class ImageView(QWidget):
         self._place_corners()
 
     def _place_corners(self) -> None:
+        """Four corners, each at most half the view wide (long lines wrap, never run off the view)."""
         w, h = self.graphics.width(), self.graphics.height()
+        half = max(60, (w - 3 * 8) // 2)
         corners = (
             self.corner_top_left,
             self.corner_top_right,
             self.corner_bottom_left,
             self.corner_bottom_right,
+            self.warning_label,
         )
         for label in corners:
+            _fit_label(label, half if label is not self.warning_label else max(60, w - 16))
+        for label in self.orientation_labels.values():
             label.adjustSize()
         self.corner_top_left.move(8, 6)
         self.corner_top_right.move(max(8, w - self.corner_top_right.width() - 8), 6)
@@ -161,7 +225,16 @@ class ImageView(QWidget):
             max(8, w - self.corner_bottom_right.width() - 8),
             max(6, h - self.corner_bottom_right.height() - 6),
         )
-        self.placeholder.setGeometry(0, h // 2 - 30, w, 60)
+        top_left_bottom = self.corner_top_left.y() + (
+            self.corner_top_left.height() if self.corner_top_left.text() else 0
+        )
+        self.warning_label.move(8, top_left_bottom + 4)
+        edges = self.orientation_labels
+        edges["left"].move(6, (h - edges["left"].height()) // 2)
+        edges["right"].move(w - edges["right"].width() - 6, (h - edges["right"].height()) // 2)
+        edges["top"].move((w - edges["top"].width()) // 2, 6)
+        edges["bottom"].move((w - edges["bottom"].width()) // 2, h - edges["bottom"].height() - 6)
+        self.placeholder.setGeometry(16, h // 2 - 60, max(60, w - 32), 120)
 
     def close_view(self) -> None:
         """Stop listening to the state (call before the widget goes away)."""
@@ -190,16 +263,23 @@ class ImageView(QWidget):
 
     def _render_all(self, fit: bool = True) -> None:
         image = self.state.image
-        self.clear_measurement()
+        self._first_part = []
+        self.annotations.set_image(image, self.state.orientation)
+        self._measurements_changed()
         if image is None:
             self.base_item.clear()
             self.overlay_item.clear()
             self.outline_item.hide()
             self._display_shape = None
             self.placeholder.show()
-            self.corner_top_left.setText("")
-            self.corner_top_right.setText("")
-            self.corner_bottom_left.setText("")
+            for label in (self.corner_top_left, self.corner_top_right, self.corner_bottom_left):
+                label.setText("")
+                label.hide()
+            self.warning_label.setText("")
+            self.warning_label.hide()
+            for label in self.orientation_labels.values():
+                label.setText("")
+                label.hide()
             return
         self.placeholder.hide()
         source = voi_lut_display(image) if self.state.use_voi_lut else None
@@ -212,11 +292,26 @@ class ImageView(QWidget):
         self._render_overlay()
         lines = [image.name, f"{image.format} {image.photometric}, {image.shape[1]} x {image.shape[0]}"]
         lines += [f"Note: {n}" for n in image.notes]
-        self.corner_top_left.setText("\n".join(lines))
-        self.corner_top_right.setText("\n".join(image.header.display_lines()))
+        _set_label(self.corner_top_left, "\n".join(lines))
+        _set_label(self.corner_top_right, "\n".join(image.header.display_lines()))
+        _set_label(self.warning_label, low_resolution_note(image.shape))
+        self._render_orientation_letters()
         self._render_levels()
         if fit:
             self.fit()
+
+    def _render_orientation_letters(self) -> None:
+        image = self.state.image
+        letters: dict[str, str] = {}
+        if image is not None and image.patient_orientation is not None:
+            row_dir, col_dir = image.patient_orientation
+            letters = edge_letters(row_dir, col_dir, image.shape, self.state.orientation)
+        for edge, label in self.orientation_labels.items():
+            _set_label(label, letters.get(edge, ""))
+
+    def orientation_letters(self) -> dict[str, str]:
+        """The patient-direction letters shown at the image's edges (``{}`` when the file gives none)."""
+        return {e: lab.text() for e, lab in self.orientation_labels.items() if lab.text()}
 
     def _levels(self) -> tuple[float, float]:
         if self.state.use_voi_lut and self.state.image is not None and self.state.image.voi_lut is not None:
@@ -228,11 +323,31 @@ class ImageView(QWidget):
         if self.state.image is None:
             return
         self.base_item.setLevels(self._levels())
-        center, width = self.state.window
+        self._render_view_info()
+
+    def window_text(self) -> str:
+        """The window as shown, in stored values (MONOCHROME1 mapped back): ``W 30000  L 15000``."""
+        image = self.state.image
+        if image is None:
+            return ""
         if self._levels() == (0.0, 1.0) and self.state.use_voi_lut:
-            self.corner_bottom_left.setText("VOI LUT (from file)")
-        else:
-            self.corner_bottom_left.setText(f"W {width:.0f}  L {center:.0f}")
+            return "VOI LUT (from file)"
+        center, width = stored_window(self.state.window, image)
+        return (
+            f"W {width:.6g}  L {center:.6g}"
+            if abs(center) >= 1e6 or width >= 1e6
+            else f"W {width:.0f}  L {center:.0f}"
+        )
+
+    def _render_view_info(self) -> None:
+        """Bottom left: window, zoom, and how the display is rotated or flipped."""
+        if self.state.image is None:
+            return
+        line = self.window_text()
+        if self._zoom_text:
+            line += f"    {self._zoom_text}"
+        turned = describe(self.state.orientation)
+        _set_label(self.corner_bottom_left, line + (f"\n{turned[0].upper()}{turned[1:]}" if turned else ""))
         self._place_corners()
 
     def _render_overlay(self) -> None:
@@ -327,9 +442,42 @@ class ImageView(QWidget):
         h, w = self._display_shape
         self.view_box.setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
 
-    def zoom(self, factor: float) -> None:
-        """Zoom in (factor > 1) or out around the view centre."""
-        self.view_box.scaleBy((1.0 / factor, 1.0 / factor))
+    def zoom(self, factor: float, center: tuple[float, float] | None = None) -> None:
+        """Zoom in (factor > 1) or out, about ``center`` (view coordinates) or the view centre."""
+        if not factor > 0 or not math.isfinite(factor):
+            return
+        anchor = None if center is None else QPointF(*center)
+        self.view_box.scaleBy((1.0 / factor, 1.0 / factor), center=anchor)
+
+    def zoom_percent(self) -> float:
+        """Magnification: 100 when one image pixel covers one screen (logical) pixel."""
+        px_w, _px_h = self.view_box.viewPixelSize()
+        return 100.0 / px_w if px_w > 0 and math.isfinite(px_w) else math.nan
+
+    def actual_pixels(self) -> None:
+        """1:1: one image pixel per screen pixel, about the view centre."""
+        if self._display_shape is None:
+            return
+        center = self.view_box.viewRect().center()
+        w, h = self.view_box.width(), self.view_box.height()
+        if w <= 0 or h <= 0:
+            return
+        self.view_box.setRange(
+            xRange=(center.x() - w / 2.0, center.x() + w / 2.0),
+            yRange=(center.y() - h / 2.0, center.y() + h / 2.0),
+            padding=0,
+        )
+
+    def _range_changed(self, *_: Any) -> None:
+        if self._display_shape is None:
+            self._zoom_text = ""
+            return
+        percent = self.zoom_percent()
+        if not math.isfinite(percent):
+            return
+        self._zoom_text = f"Zoom {percent:.0f} %" if percent >= 10 else f"Zoom {percent:.1f} %"
+        self._render_view_info()
+        self.zoom_changed.emit(percent)
 
     def drag_window(self, dx: float, dy: float) -> None:
         """Window/level from a mouse drag of (dx, dy) screen pixels."""
@@ -340,51 +488,107 @@ class ImageView(QWidget):
         lo, hi = float(np.nanmin(image.pixels[::8, ::8])), float(np.nanmax(image.pixels[::8, ::8]))
         self.state.update(window=window_from_drag(center, width, dx, dy, hi - lo), use_voi_lut=False)
 
-    def set_measurement(self, start: tuple[float, float], end: tuple[float, float]) -> None:
-        """Draw (or move) the length measurement between two display points (x, y)."""
+    # ------------------------------------------------------------------------------ measurements
+    def tool_drag(self, start: tuple[float, float], end: tuple[float, float], finish: bool) -> None:
+        """A left drag of the current drawing tool, in view (display pixel) coordinates."""
+        kind = DRAWING_TOOLS.get(self.tool)
+        if kind is None or self.state.image is None:
+            return
+        if kind == "ctr":
+            end = (end[0], start[1])  # the cardiothoracic widths are horizontal
+        if kind in ("length", "ellipse"):
+            if finish:
+                if start != end:
+                    self.add_measurement(kind, [start, end])
+                else:
+                    self.annotations.cancel_pending()
+            else:
+                self.annotations.set_pending(kind, [start, end])
+            return
+        first = self._first_part
+        # the angle's second ray runs from the vertex to where the drag ends
+        points = [*first, end] if kind == "angle" and len(first) == 2 else [*first, start, end]
+        if not finish:
+            self.annotations.set_pending(kind, points)
+            return
+        if (kind, len(points)) in (("ctr", 4), ("angle", 3)):
+            self._first_part = []
+            self.add_measurement(kind, points)
+        elif start != end:
+            self._first_part = [start, end]
+            self.annotations.set_pending(kind, self._first_part)
+
+    def tool_click(self, point: tuple[float, float]) -> bool:
+        """A left click of the angle tool: ends its second ray. True when it was used."""
+        if self.tool == "angle" and len(self._first_part) == 2 and self.state.image is not None:
+            points = [*self._first_part, point]
+            self._first_part = []
+            self.add_measurement("angle", points)
+            return True
+        return False
+
+    def add_measurement(self, kind: str, display_points: list[tuple[float, float]]) -> None:
+        """Add a measurement (``"length"``, ``"angle"``, ``"ctr"``, ``"ellipse"``) from display points."""
         if self.state.image is None:
             return
-        if self.measure_roi is None:
-            self.measure_roi = pg.LineSegmentROI([start, end], pen=pg.mkPen((255, 230, 0), width=2))
-            self.measure_roi.setZValue(20)
-            self.measure_roi.sigRegionChanged.connect(self._measurement_moved)
-            self.view_box.addItem(self.measure_roi)
-        else:
-            handles = self.measure_roi.getHandles()
-            self.measure_roi.movePoint(
-                handles[0], self.view_box.mapViewToScene(QPointF(*start)), finish=False
-            )
-            self.measure_roi.movePoint(handles[1], self.view_box.mapViewToScene(QPointF(*end)))
-        self._measurement_moved()
+        self.annotations.add(kind, display_points)
+        self._measurements_changed()
+
+    def set_measurement(self, start: tuple[float, float], end: tuple[float, float]) -> None:
+        """Add a length measurement between two display points (x, y); the others stay."""
+        self.add_measurement("length", [start, end])
 
     def clear_measurement(self) -> None:
-        """Remove the measurement line."""
-        if self.measure_roi is not None:
-            self.view_box.removeItem(self.measure_roi)
-            self.measure_roi = None
-        self.measure_label.hide()
-        if self._measure_text:
-            self._measure_text = ""
-            self.measurement_changed.emit("")
+        """Remove every measurement of the shown image (and one being drawn)."""
+        self._first_part = []
+        self.annotations.clear()
+        self._measurements_changed()
+
+    def remove_measurement(self, index: int) -> bool:
+        """Remove measurement ``index`` (oldest first; -1 = the newest) of the shown image."""
+        done = self.annotations.remove(index)
+        self._measurements_changed()
+        return done
+
+    def remove_measurement_at(self, x: float, y: float) -> bool:
+        """Remove the measurement drawn under display point (x, y) (within a few screen pixels)."""
+        tolerance = _PICK_PX * max(self.view_box.viewPixelSize()[0], 1e-9)
+        index = self.annotations.nearest((x, y), tolerance)
+        return index is not None and self.remove_measurement(index)
+
+    def delete_measurement(self) -> None:
+        """The measurement under the mouse, else the newest one, goes (the Delete measurement action)."""
+        if self._first_part or self.annotations.pending_kind is not None:
+            self._first_part = []
+            self.annotations.cancel_pending()
+            return
+        if self._mouse_view is not None and self.remove_measurement_at(*self._mouse_view):
+            return
+        self.remove_measurement(-1)
+
+    def forget_measurements(self) -> None:
+        """Forget the kept measurements of every image (the worklist was cleared)."""
+        self.annotations.forget()
+        self._measurements_changed()
 
     def measurement_text(self) -> str:
-        """The current measurement as shown, e.g. ``"123.4 mm"`` ("" when none)."""
-        return self._measure_text
+        """The newest measurement as shown, e.g. ``"123.4 mm"`` ("" when none)."""
+        texts = self.annotations.texts()
+        return texts[-1] if texts else ""
 
-    def _measurement_moved(self, *_: Any) -> None:
+    def measurement_texts(self) -> list[str]:
+        """Every measurement of the shown image, oldest first."""
+        return self.annotations.texts()
+
+    def _measurements_changed(self) -> None:
+        items = self.annotations.annotations
         image = self.state.image
-        if self.measure_roi is None or image is None:
-            return
-        p0, p1 = (self.measure_roi.mapToParent(h.pos()) for h in self.measure_roi.getHandles())
-        spacing, unit = image.measurement_spacing()
-        length = measure_length((p0.x(), p0.y()), (p1.x(), p1.y()), spacing, self.state.orientation)
-        self._measure_text = (
-            f"{length:.1f} {unit}" if spacing is not None else f"{length:.0f} px (no spacing)"
-        )
-        self.measure_label.setText(self._measure_text)
-        self.measure_label.setPos(p1)
-        self.measure_label.show()
-        self.measurement_changed.emit(self._measure_text)
+        text = status_text(items[-1], image) if items and image is not None else ""
+        if len(items) > 1:
+            text += f"  ({len(items)} measurements)"
+        if text != self._status_text:
+            self._status_text = text
+            self.measurement_changed.emit(text)
 
     def pixel_info_at(self, x: float, y: float) -> str:
         """Readout text for display coordinates (x = column, y = row)."""
@@ -409,4 +613,20 @@ class ImageView(QWidget):
             self.pixel_info_changed.emit("")
             return
         p = self.view_box.mapSceneToView(pos)
+        self._mouse_view = (p.x(), p.y())
         self.pixel_info_changed.emit(self.pixel_info_at(p.x(), p.y()))
+
+
+def _set_label(label: QLabel, text: str) -> None:
+    """Set a label's text; an empty label is hidden (its backing would be an empty dark box)."""
+    label.setText(text)
+    label.setVisible(bool(text))
+
+
+def _fit_label(label: QLabel, max_width: int) -> None:
+    """Size a label to its text, wrapping lines longer than ``max_width`` pixels."""
+    label.setWordWrap(False)
+    label.adjustSize()
+    if label.width() > max_width:
+        label.setWordWrap(True)
+        label.resize(max_width, label.heightForWidth(max_width))
