@@ -5,7 +5,8 @@ attention type, evaluates each best checkpoint, and prints the mean AUCs next to
 Every ``cral-train`` flag is accepted and passed on (``--mode`` is set per run). Runs land in
 ``OUTPUT/<mode>/`` with the evaluation in ``OUTPUT/<mode>/eval_<split>/``; the table is written to
 ``OUTPUT/ablation.md`` and ``OUTPUT/ablation.json``. Re-running the command skips finished variants and
-resumes an interrupted one.
+resumes an interrupted one. Under ``torchrun`` every process trains; only rank 0 evaluates (on its own
+device, in float32) and writes and prints the table.
 
 Example (ResNet-50, att1, official test list)::
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,12 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cral_model.cli.train import resolve_config
 
     args, rest = get_parser().parse_known_args(argv)
+    is_main = int(os.environ.get("RANK", "0")) == 0
     if "--mode" in rest:
         get_parser().error("--mode is set by cral-ablation for each run; use --modes to choose them")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = Path(args.output)
-    root.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        root.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     cfg = None
     for mode in args.modes:
@@ -133,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if status != 0:
                 _log.error("training %s failed with status %d", mode, status)
                 return status
+        if not is_main:  # the other ranks only train; rank 0 evaluates and writes
+            continue
         metrics_file = eval_dir / "metrics.json"
         if done and metrics_file.is_file():
             metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
@@ -171,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
         )
     assert cfg is not None
+    if not is_main:
+        return 0
     split = "csv" if args.eval_csv else args.eval_split
     table = format_table(rows, cfg.backbone, cfg.attention, split)
     (root / "ablation.md").write_text(table, encoding="utf-8")

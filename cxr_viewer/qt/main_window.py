@@ -199,10 +199,12 @@ class MainWindow(QMainWindow):
         for spec in MENUS:  # each action becomes window.<name> (tests and scripts use those names)
             built = build_menu(self, spec, toolbar, groups)
             if spec.title == "&View":
-                self.presets = PresetControls(self, self.state, built.submenus["preset_menu"])
+                self.presets = PresetControls(self, self.state, built.submenus["preset_menu"], self.settings)
+                self.view.presets = self.presets
                 toolbar.addWidget(self.presets.combo)
                 self.tool_actions = {
-                    t: built.actions[f"tool_{t}_action"] for t in ("window", "pan", "measure")
+                    t: built.actions[f"tool_{t}_action"]
+                    for t in ("window", "pan", "measure", "angle", "ctr", "ellipse")
                 }
                 self.view.invert_action = built.actions["invert_action"]
         self.preset_combo = self.presets.combo
@@ -285,6 +287,7 @@ class MainWindow(QMainWindow):
         """Remove all studies (in-flight answers are dropped)."""
         self.pipeline.clear()
         self.worklist.clear_studies()
+        self.image_view.forget_measurements()
         self._show_nothing()
 
     # ================================================================================ analysis
@@ -442,6 +445,7 @@ class MainWindow(QMainWindow):
             self.image_view.close_view()
             self.findings_panel.close_panel()
             self.histogram.close_controls()
+            self.presets.close_controls()
         super().closeEvent(event)
 
     def shutdown_workers(self) -> None:
