@@ -5,6 +5,8 @@ Usage::
     cxr-triage FILES_OR_FOLDERS... -o results.csv [--model CHECKPOINT] [--device auto]
                [--batch-size 16] [--workers 2] [--fast | --no-fast] [--threads N] [--no-progress]
                [--dicom-out DIR]
+    cxr-triage serve --ae-title AET --port 11112 --accept AET... --destination AET@HOST:PORT --spool DIR
+               (the DICOM node: see `cxr_viewer.cli.serve`)
 
 Columns: ``file``, ``error`` (empty when analysed, else why not), ``triage_score``, ``prob_<class>``
 for every class, ``flags`` (findings at or above their threshold), ``top8`` and ``warning`` (why the
@@ -253,9 +255,18 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the batch triage. Returns the exit status (see the module docstring); 130 on Ctrl-C."""
+    """Run the batch triage. Returns the exit status (see the module docstring); 130 on Ctrl-C.
+
+    ``cxr-triage serve ...`` (first argument ``serve``) runs the DICOM node instead
+    (`cxr_viewer.cli.serve`); a file named ``serve`` is passed as ``./serve``.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["serve"]:
+        from cxr_viewer.cli.serve import main as serve_main
+
+        return serve_main(args[1:])
     try:
-        return _main(argv)
+        return _main(args)
     except KeyboardInterrupt:
         sys.stderr.write("\ncxr-triage: interrupted; no results written\n")
         return 130
