@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from cxr_viewer.core.image import XrayImage
     from cxr_viewer.core.state import ViewerState
+    from cxr_viewer.qt.presets import PresetControls
     from cxr_viewer.qt.widgets.image_view import ImageView
 
 __all__ = ["ViewControls", "file_window"]
@@ -33,10 +34,29 @@ class ViewControls:
         self.state = state
         self.image_view = image_view
         self.invert_action: QAction | None = None  # unchecked by a view reset
+        self.presets: PresetControls | None = None  # set by the window once its presets exist
 
     def set_tool(self, tool: str) -> None:
-        """Left-drag tool: ``"window"``, ``"pan"`` or ``"measure"``."""
+        """Left-drag tool: ``"window"``, ``"pan"``, ``"measure"``, ``"angle"``, ``"ctr"``, ``"ellipse"``."""
         self.image_view.set_tool(tool)
+
+    def actual_pixels(self) -> None:
+        """Zoom 1:1 (one image pixel per screen pixel)."""
+        self.image_view.actual_pixels()
+
+    def delete_measurement(self) -> None:
+        """Remove the measurement under the mouse, else the newest one."""
+        self.image_view.delete_measurement()
+
+    def save_preset(self) -> None:
+        """Ask for a name and keep the current window as a user preset."""
+        if self.presets is not None:
+            self.presets.ask_user_preset()
+
+    def forget_presets(self) -> None:
+        """Forget the user's window presets."""
+        if self.presets is not None:
+            self.presets.forget_user_presets()
 
     def fit(self) -> None:
         """Fit the image to the view."""
@@ -47,7 +67,7 @@ class ViewControls:
         self.image_view.zoom(factor)
 
     def clear_measurement(self) -> None:
-        """Remove the length measurement."""
+        """Remove every measurement of the shown image."""
         self.image_view.clear_measurement()
 
     def set_invert(self, on: bool) -> None:

@@ -1,4 +1,8 @@
-"""A histogram of the shown image with the current window as a draggable region."""
+"""A histogram of the shown image with the current window as a draggable region.
+
+Its axis is the file's stored (modality) values, as the W/L readout and the pixel readout show them:
+for MONOCHROME1 the pixels (kept inverted, higher = brighter) are mapped back through the inversion.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from cxr_viewer.core.windowing import display_histogram
+from cxr_viewer.core.windowing import stored_histogram, stored_window, window_from_stored
 
 if TYPE_CHECKING:
     from cxr_viewer.core.state import ViewerState
@@ -38,7 +42,9 @@ class WindowHistogram(QWidget):
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.plot.getAxis("bottom").setStyle(tickLength=-4)
-        self.plot.setToolTip("Histogram of the image (log scale). Drag the shaded window or its edges.")
+        self.plot.setToolTip(
+            "Histogram of the image's stored values (log scale). Drag the shaded window or its edges."
+        )
         self.curve = self.plot.plot(
             [0.0, 1.0], [0.0], stepMode="center", fillLevel=0, brush=(170, 170, 170, 110), pen=(200, 200, 200)
         )
@@ -67,7 +73,7 @@ class WindowHistogram(QWidget):
         self.setVisible(image is not None)
         if image is None:
             return
-        counts, edges = display_histogram(image.pixels, bins=_BINS)
+        counts, edges = stored_histogram(image, bins=_BINS)
         if counts.size == 0:
             return
         self._data_range = (float(edges[0]), float(edges[-1]))
@@ -76,7 +82,7 @@ class WindowHistogram(QWidget):
     def _update_region(self) -> None:
         if self.state.image is None:
             return
-        center, width = self.state.window
+        center, width = stored_window(self.state.window, self.state.image)
         lo, hi = center - width / 2.0, center + width / 2.0
         self._updating = True
         try:
@@ -97,4 +103,5 @@ class WindowHistogram(QWidget):
         center = (lo + hi) / 2.0
         if not math.isfinite(center):  # lo + hi overflowed float64
             center = lo / 2.0 + hi / 2.0
-        self.state.update(window=(center, min(width, _MAX)), use_voi_lut=False)
+        window = window_from_stored((center, min(width, _MAX)), self.state.image)
+        self.state.update(window=window, use_voi_lut=False)
