@@ -438,6 +438,10 @@ class StudyPipeline:
                     self.hooks.decode(self._request(study.id, RequestKind.DECODE), os.fspath(study.path))
                 else:
                     self._submit_analysis(study, image)
+            elif self.model_status.unavailable and study.status is StudyStatus.QUEUED:
+                # decoded for display before its turn (the selected study): viewed, no model to run
+                self._set_status(study, StudyStatus.VIEWED_NO_MODEL)
+                self.hooks.finished(study)
         self.hooks.progress()
 
     def cancel(self) -> int:

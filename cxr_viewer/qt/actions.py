@@ -128,6 +128,13 @@ MENUS: tuple[MenuSpec, ...] = (
                            "Keep the current window (in stored values) as your own preset"),
                 _A("forget_presets_action", "Forget my window presets", "view.forget_presets"),
             ),
+            (
+                _A("compare_action", "&Compare with prior", "reading.set_compare", "Shift+P",
+                           "The patient's prior study beside this one, zoom and pan linked", toolbar="Prior",
+                           checkable=True),
+                _A("tags_action", "DICOM &tags...", "reading.show_tags", "Ctrl+I",
+                           "Every element of the shown file's header (patient data on screen only)"),
+            ),
         ),
         submenus=(("preset_menu", "Window &presets"),),
     ),
@@ -143,6 +150,18 @@ MENUS: tuple[MenuSpec, ...] = (
             (
                 _A("next_action", "&Next study", "worklist.select_step", "Ctrl+Down", args=(1,)),
                 _A("prev_action", "&Previous study", "worklist.select_step", "Ctrl+Up", args=(-1,)),
+            ),
+            (
+                _A("next_image_action", "Next &image", "worklist.select_image_step", "Ctrl+Right", args=(1,)),
+                _A("prev_image_action", "Previous i&mage", "worklist.select_image_step", "Ctrl+Left",
+                           args=(-1,)),
+            ),
+            (
+                _A("remove_study_action", "&Remove study from worklist", "reading.remove_study", "Del"),
+                _A("read_action", "Mark &read/unread", "reading.toggle_read", "Ctrl+U"),
+                _A("flagged_only_action", "&Flagged only", "reading.set_flagged_only", "Ctrl+Shift+F",
+                           "Show only studies with a finding at or above its threshold", checkable=True),
+                _A("search_action", "&Search by name", "reading.focus_search", "Ctrl+F"),
             ),
         ),
     ),

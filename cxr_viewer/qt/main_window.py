@@ -41,12 +41,14 @@ from cxr_viewer.qt import dialogs
 from cxr_viewer.qt.actions import MENUS, build_menu
 from cxr_viewer.qt.drop import DropForwarder, dropped_paths
 from cxr_viewer.qt.presets import PresetControls
+from cxr_viewer.qt.reading import ReadingControls
 from cxr_viewer.qt.status_bar import WindowStatusBar, model_text
 from cxr_viewer.qt.view_controls import ViewControls, file_window
+from cxr_viewer.qt.widgets.compare_view import PriorView
 from cxr_viewer.qt.widgets.findings_panel import FindingsPanel
 from cxr_viewer.qt.widgets.image_view import ImageView
 from cxr_viewer.qt.widgets.window_controls import WindowHistogram
-from cxr_viewer.qt.widgets.worklist import Worklist
+from cxr_viewer.qt.widgets.worklist import Worklist, WorklistPanel
 from cxr_viewer.qt.window_settings import WindowSettings
 from cxr_viewer.qt.workers_bridge import WorkerBridge
 
@@ -156,14 +158,20 @@ class MainWindow(QMainWindow):
             show_image=self._display,
             show_findings=self._show_findings,
             show_error=self._show_error,
-            finished=lambda s: self.study_finished.emit(s.id),
+            finished=self._on_finished,
             progress=self._update_progress,
         )
 
     def _build_widgets(self) -> None:
         self.worklist = Worklist()
+        self.worklist_panel = WorklistPanel(self.worklist)
         self.worklist.study_selected.connect(self.show_study)
         self.image_view = ImageView(self.state)
+        self.prior_view = PriorView(self.image_view)  # current and prior side by side (View > Compare)
+        self.prior_view.hide()
+        views = QSplitter(Qt.Orientation.Horizontal)
+        views.addWidget(self.image_view)
+        views.addWidget(self.prior_view)
         self.view = ViewControls(self.state, self.image_view)
         self.findings_panel = FindingsPanel(self.state)
         self.histogram = WindowHistogram(self.state)
@@ -172,10 +180,12 @@ class MainWindow(QMainWindow):
         centre_layout = QVBoxLayout(centre)
         centre_layout.setContentsMargins(0, 0, 0, 0)
         centre_layout.setSpacing(0)
-        centre_layout.addWidget(self.image_view, 1)
+        centre_layout.addWidget(views, 1)
         centre_layout.addWidget(self.histogram)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        for i, (widget, stretch) in enumerate(((self.worklist, 0), (centre, 1), (self.findings_panel, 0))):
+        for i, (widget, stretch) in enumerate(
+            ((self.worklist_panel, 0), (centre, 1), (self.findings_panel, 0))
+        ):
             self.splitter.addWidget(widget)
             self.splitter.setStretchFactor(i, stretch)
         self.worklist.setMinimumWidth(350)
@@ -186,8 +196,15 @@ class MainWindow(QMainWindow):
         self._drop_filter = DropForwarder(self, self.dropEvent)
         panel = self.findings_panel
         self._drop_filter.install(
-            (self.worklist.viewport(), self.image_view.graphics.viewport(), panel.list.viewport(), panel)
+            (
+                self.worklist.viewport(),
+                self.image_view.graphics.viewport(),
+                self.prior_view.image_view.graphics.viewport(),
+                panel.list.viewport(),
+                panel,
+            )
         )
+        self.reading = ReadingControls(self)
         self.resize(1400, 860)
 
     def _build_actions(self) -> None:
@@ -208,6 +225,7 @@ class MainWindow(QMainWindow):
                 }
                 self.view.invert_action = built.actions["invert_action"]
         self.preset_combo = self.presets.combo
+        self.reading.bind_actions()
         self.tool_actions["window"].setChecked(True)
 
     def _start_workers(
@@ -270,7 +288,8 @@ class MainWindow(QMainWindow):
         added = self.pipeline.scanned(request_id, found)
         if added is None:
             return
-        self.status.message(scan_summary(len(added), [f for f in found if f.skipped]), 10000)
+        skipped = [f for f in found if f.skipped]
+        self.status.message(scan_summary(len(added), skipped, len(self.pipeline.already_open)), 10000)
         if self.worklist.current_study() is None and added:
             self.worklist.select_first(lambda sid: self.studies[sid].status is not StudyStatus.ERROR)
         self.pipeline.pump()
@@ -280,8 +299,14 @@ class MainWindow(QMainWindow):
             self.worklist.set_thumbnail(study.id, study.thumbnail)
 
     def _on_study_added(self, study: Study) -> None:
-        self.worklist.add_study(study.id, study.name, str(study.path))
+        self.worklist.add_study(study.id, study.name, str(study.path), study.facts)
         self.study_added.emit(study.id)
+
+    def _on_finished(self, study: Study) -> None:
+        self.study_finished.emit(study.id)
+        if self.pipeline.is_idle() and self.pipeline.progress_counts()[0] == 0:
+            # everything is analysed: the top of the triage list, unless the user chose a study
+            self.worklist.select_top(lambda sid: self.studies[sid].status is not StudyStatus.ERROR)
 
     def clear_worklist(self) -> None:
         """Remove all studies (in-flight answers are dropped)."""
@@ -384,6 +409,7 @@ class MainWindow(QMainWindow):
             self._show_nothing()
             return
         self.study_shown.emit(study_id)
+        self.reading.update_prior()
         if study.status is StudyStatus.ERROR:
             self._show_error(study)
         elif image is not None:
@@ -443,6 +469,7 @@ class MainWindow(QMainWindow):
             self.prefs.save(self, self.splitter, self.state)
             self.shutdown_workers()
             self.image_view.close_view()
+            self.reading.close()
             self.findings_panel.close_panel()
             self.histogram.close_controls()
             self.presets.close_controls()
