@@ -138,7 +138,9 @@ class Annotation:
         if self.kind not in ANNOTATION_KINDS:
             raise ValueError(f"unknown annotation kind {self.kind!r}")
         if len(self.points) != ANNOTATION_KINDS[self.kind]:
-            raise ValueError(f"{self.kind} takes {ANNOTATION_KINDS[self.kind]} points, got {len(self.points)}")
+            raise ValueError(
+                f"{self.kind} takes {ANNOTATION_KINDS[self.kind]} points, got {len(self.points)}"
+            )
 
 
 def length_text(value: float, unit: str) -> str:

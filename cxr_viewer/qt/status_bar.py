@@ -1,4 +1,4 @@
-"""The window's status bar: pixel readout, zoom, the newest measurement, analysis progress, the model's state."""
+"""The status bar: pixel readout, zoom, the newest measurement, analysis progress, the model's state."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class WindowStatusBar:
         # "Length: 225.4 mm", "Angle: 32.0°", "Cardiothoracic ratio: CTR 0.48 (...)", "ROI: mean ..."
         image_view.measurement_changed.connect(self.measure_label.setText)
         self.zoom_label = QLabel("")
-        self.zoom_label.setToolTip("Magnification: 100 % = one image pixel per screen pixel (View > Actual pixels)")
+        self.zoom_label.setToolTip("Magnification: 100 % = one image pixel per screen pixel (1:1)")
         bar.addPermanentWidget(self.zoom_label)
         image_view.zoom_changed.connect(lambda percent: self.zoom_label.setText(f"Zoom {percent:.0f} %"))
 
