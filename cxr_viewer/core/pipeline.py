@@ -637,6 +637,7 @@ class StudyPipeline:
             self._sop_uids[uid] = study.id
             return False
         self.remove([study.id])
+        self._paths[_path_key(study.path)] = original  # dropped again: already in the worklist
         self.hooks.duplicate(study, original)
         self.hooks.progress()
         return True

@@ -288,7 +288,13 @@ class Worklist(QTreeView):
     def patients(self) -> list[PatientGroup]:
         """The grouping as drawn (patients in arrival order)."""
         self._flush()
-        return list(self._groups)
+        return [self._fresh(p) for p in self._groups]
+
+    def _fresh(self, patient: PatientGroup) -> PatientGroup:
+        """The patient's studies with their scores as they are now (scores change without a rebuild)."""
+        studies = self._studies
+        priors = tuple(studies[s.key] for s in patient.priors)
+        return PatientGroup(patient.patient, studies[patient.current.key], priors)
 
     def study_key_of(self, study_id: int) -> str:
         """The study an image belongs to ("" for an unknown id)."""
@@ -303,7 +309,8 @@ class Worklist(QTreeView):
     def patient_of(self, study_id: int) -> PatientGroup | None:
         """The patient whose studies hold an image."""
         key = self.study_key_of(study_id)
-        return next((p for p in self._groups if any(s.key == key for s in p.studies)), None)
+        found = next((p for p in self._groups if any(s.key == key for s in p.studies)), None)
+        return None if found is None else self._fresh(found)
 
     def row_text(self, study_id: int) -> str:
         """The name cell of the row that stands for an image's study."""
