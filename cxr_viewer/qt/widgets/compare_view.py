@@ -23,8 +23,8 @@ class PriorView(QWidget):
     """The prior study's image, with a caption above it; zoom and pan linked to ``main``.
 
     It has its own `ViewerState` (its own window/level: a prior from another machine needs another
-    window) and no overlay. The link: each view box's ``sigRangeChanged`` sets the other's range, so
-    both show the same image coordinates and a zoom or pan in either moves the other. (pyqtgraph's
+    window) and no overlay. The link: each view box's ``sigRangeChanged`` gives the other its centre and
+    magnification, so a zoom or pan in either moves the other. (pyqtgraph's
     ``ViewBox.setXLink``/``setYLink`` does the same, but with the two views linked, PySide6 6.12
     aborted at interpreter exit while collecting them: "bool_dealloc" after the window tests.)
     """
@@ -53,24 +53,40 @@ class PriorView(QWidget):
             self._links.append((source, follow))
 
     def _follower(self, target: Any) -> Callable[..., None]:
-        def follow(_view_box: object, ranges: Any, *_changed: object) -> None:
+        def follow(source: Any, *_args: object) -> None:
             if self._syncing or self.state.image is None:
                 return
+            rect = source.viewRect()
+            width, height = float(source.width()), float(source.height())
+            if min(width, height, rect.width(), rect.height()) <= 0:
+                return
+            # same centre and same magnification (screen pixels per image pixel), whatever each
+            # view's size: the views lock the aspect ratio, so equal ranges could not be shown
+            sx, sy = width / rect.width(), height / rect.height()
+            cx, cy = rect.center().x(), rect.center().y()
+            half_w, half_h = float(target.width()) / sx / 2, float(target.height()) / sy / 2
             self._syncing = True
             try:
-                target.setRange(xRange=ranges[0], yRange=ranges[1], padding=0)
+                target.setRange(
+                    xRange=(cx - half_w, cx + half_w), yRange=(cy - half_h, cy + half_h), padding=0
+                )
             finally:
                 self._syncing = False
 
         return follow
 
+    def view_geometry(self, which: str = "prior") -> tuple[float, float, float]:
+        """``(centre x, centre y, screen pixels per image pixel)`` of the prior or the main view."""
+        box = self.image_view.view_box if which == "prior" else self._main.view_box
+        rect = box.viewRect()
+        return rect.center().x(), rect.center().y(), float(box.width()) / max(rect.width(), 1e-12)
+
     def show_image(self, image: XrayImage, caption: str) -> None:
         """Show a prior's image in its file's window, at the main view's zoom and pan."""
         self.caption.setText(caption)
-        x_range, y_range = self._main.view_box.viewRange()
         self.state.update(image=image, prediction=None, selected_map=None, **file_window(image))
         self.image_view.placeholder.hide()
-        self.image_view.view_box.setRange(xRange=x_range, yRange=y_range, padding=0)
+        self._links[0][1](self._main.view_box)  # take the main view's centre and magnification
 
     def show_message(self, text: str) -> None:
         """No image: say why (no prior, loading, failed)."""
