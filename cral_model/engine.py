@@ -59,6 +59,7 @@ from cral_model.distributed import (
     all_reduce_mean,
     barrier,
     cleanup,
+    convert_sync_batchnorm,
     init_distributed,
 )
 from cral_model.labels import CLASS_NAMES
@@ -892,7 +893,7 @@ def _fit(
     loaders = _make_loaders(cfg, info, device, per_rank_batch)
     trainer = _build_trainer(cfg, device, build)
     progress = _restore(resume, cfg, trainer, info) if resume is not None else _Progress()
-    _distribute(trainer, info, device)
+    _distribute(trainer, info, device, sync_bn=_use_sync_bn(cfg, info, device))
     if info.is_main:
         _reset_log(out / "log.jsonl", progress.history, resumed=resume is not None)
     for epoch in range(progress.epoch, cfg.total_epochs):
@@ -1034,9 +1035,19 @@ def _restoring(resume: str | os.PathLike[str], part: str) -> Iterator[None]:
         raise TrainStateError(f"{resume}: cannot restore its {part} ({_first_sentence(exc)})") from exc
 
 
-def _distribute(trainer: _Trainer, info: DistInfo, device: torch.device) -> None:
-    """Wrap the model in DistributedDataParallel when the run has several ranks."""
+def _use_sync_bn(cfg: TrainConfig, info: DistInfo, device: torch.device) -> bool:
+    """Global-batch batch norm: ``cfg.sync_bn``, or by default for multi-process CUDA runs."""
+    if not info.distributed or cfg.freeze_bn:
+        return False
+    return cfg.sync_bn if cfg.sync_bn is not None else device.type == "cuda"
+
+
+def _distribute(trainer: _Trainer, info: DistInfo, device: torch.device, *, sync_bn: bool = False) -> None:
+    """Wrap the model in DistributedDataParallel when the run has several ranks (batch norm over the
+    global batch first, with ``sync_bn``: `cral_model.distributed.convert_sync_batchnorm`)."""
     if info.distributed:
+        if sync_bn:
+            trainer.model = convert_sync_batchnorm(trainer.model, device)
         ddp_kwargs: dict[str, Any] = {"device_ids": [device.index]} if device.type == "cuda" else {}
         if trainer.method != "cral":  # AG-CNN's stages and IAM's teacher leave parameters unused
             ddp_kwargs["find_unused_parameters"] = True

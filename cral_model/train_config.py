@@ -62,7 +62,10 @@ class TrainConfig:
     Runtime: workers (DataLoader processes per rank), seed, device (``auto``/``cpu``/``cuda``/
         ``cuda:N``), amp (CUDA mixed precision), channels_last (CUDA), deterministic (None = on for
         CPU, off for CUDA), threads (torch CPU threads, None = torch default), freeze_bn (batch-norm
-        layers use and keep their running statistics: same result for any number of ranks),
+        layers use and keep their running statistics: same result for any number of ranks), sync_bn
+        (training batch norm normalises over the global batch of all ranks, so the result does not
+        depend on the number of GPUs: the paper's batch 64 on 8 GPUs leaves 8 images per GPU; None = on
+        for multi-process CUDA runs, off otherwise; ignored with freeze_bn or one process),
         eval_batch_size (None = batch_size), progress (tqdm bar).
     """
 
@@ -121,6 +124,7 @@ class TrainConfig:
     deterministic: bool | None = None
     threads: int | None = None
     freeze_bn: bool = False
+    sync_bn: bool | None = None
     eval_batch_size: int | None = None
     progress: bool = True
 

@@ -219,6 +219,15 @@ def get_parser() -> argparse.ArgumentParser:
         "--freeze-bn", action=_BOOL, help=_d("freeze_bn", "batch norm keeps its running statistics")
     )
     r.add_argument(
+        "--sync-bn",
+        action=_BOOL,
+        help=_d(
+            "sync_bn",
+            "batch norm over the global batch of all ranks (per-GPU batch = --batch-size / GPUs)",
+            none="on for multi-GPU CUDA runs",
+        ),
+    )
+    r.add_argument(
         "--eval-batch-size",
         type=int,
         help=_d("eval_batch_size", "validation batch per rank", none="batch-size per rank"),
