@@ -156,8 +156,9 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
-def model_provenance(predictor: Predictor) -> ModelProvenance:
-    """The provenance of a loaded predictor: name, version, checkpoint file and its SHA-256.
+def model_provenance(predictor: Predictor | ModelInfo) -> ModelProvenance:
+    """The provenance of a loaded predictor (or of its `ModelInfo`): name, version, checkpoint file and
+    its SHA-256.
 
     Reads the checkpoint file once to hash it (cached by path, size and modification time), so call it
     off the GUI thread. A predictor without a checkpoint file (a test fake) gets empty digests.
@@ -165,6 +166,8 @@ def model_provenance(predictor: Predictor) -> ModelProvenance:
     from cxr_viewer import __version__
 
     meta = dict(predictor.metadata or {})
+    if not meta.get("path") and isinstance(predictor, ModelInfo) and predictor.path:
+        meta["path"] = predictor.path
     model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
     parts = [str(model.get(k)) for k in ("backbone", "attention") if model.get(k)]
     name = " ".join(["CRAL", *parts]) if parts else "CRAL"
