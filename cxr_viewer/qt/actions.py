@@ -74,6 +74,13 @@ MENUS: tuple[MenuSpec, ...] = (
                            toolbar="Open folder"),
             ),
             (
+                _A("open_pacs_action", "Open from &PACS...", "pacs.open_dialog", "Ctrl+Shift+P",
+                           "Search a DICOMweb server (QIDO-RS), fetch a study (WADO-RS) into the worklist"),
+                _A("export_action", "&Export results...", "export.export_dialog", "Ctrl+E",
+                           "The current study or the worklist as DICOM SR + Secondary Capture, CSV and a "
+                           "one-page PNG/PDF summary"),
+            ),
+            (
                 _A("load_model_action", "&Load model...", "load_model_dialog", "Ctrl+L",
                            "Load a cral-train checkpoint (*.safetensors)"),
             ),

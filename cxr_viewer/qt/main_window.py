@@ -40,6 +40,8 @@ from cxr_viewer.inference import ModelInfo, Predictor, rank_prediction
 from cxr_viewer.qt import dialogs
 from cxr_viewer.qt.actions import MENUS, build_menu
 from cxr_viewer.qt.drop import DropForwarder, dropped_paths
+from cxr_viewer.qt.export import ExportControls
+from cxr_viewer.qt.pacs_dialog import PacsControls
 from cxr_viewer.qt.presets import PresetControls
 from cxr_viewer.qt.reading import ReadingControls
 from cxr_viewer.qt.status_bar import WindowStatusBar, model_text
@@ -205,6 +207,8 @@ class MainWindow(QMainWindow):
             )
         )
         self.reading = ReadingControls(self)
+        self.export = ExportControls(self)  # File > Export results (worker thread)
+        self.pacs = PacsControls(self)  # File > Open from PACS (worker thread)
         self.resize(1400, 860)
 
     def _build_actions(self) -> None:
@@ -470,6 +474,8 @@ class MainWindow(QMainWindow):
             self.shutdown_workers()
             self.image_view.close_view()
             self.reading.close()
+            self.export.close()
+            self.pacs.close()
             self.findings_panel.close_panel()
             self.histogram.close_controls()
             self.presets.close_controls()
