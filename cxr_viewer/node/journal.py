@@ -157,7 +157,8 @@ class Journal:
                 " (sop_uid, study_uid, sop_class, path, calling_ae, received_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (sop_uid, study_uid, sop_class, path, calling_ae, time.time() if now is None else now),
             )
-            return cur.rowcount == 1
+            new = cur.rowcount == 1
+        return new
 
     def spooled_paths(self) -> set[str]:
         """Paths of every recorded instance file."""

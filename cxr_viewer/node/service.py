@@ -148,7 +148,8 @@ class DicomNode:
             )
         ae = AE(self.config.ae_title)
         for cx in StoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            if cx.abstract_syntax is not None:
+                ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         if not self.config.accept_any_calling:
             ae.require_calling_aet = list(self.config.accepted_calling)

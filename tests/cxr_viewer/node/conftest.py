@@ -3,6 +3,7 @@ cheap real instances (RG1 downscaled, with new UIDs and made-up patient data to 
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -219,8 +220,7 @@ def small_instances(rg1: Path, n: int, studies: int = 1, step: int = 8) -> list[
     series_uids = [generate_uid() for _ in range(studies)]
     out = []
     for i in range(n):
-        ds = src.copy()
-        ds.file_meta = src.file_meta.copy()
+        ds = copy.deepcopy(src)  # Dataset.copy() shares its elements between the copies
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.SOPInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -231,6 +231,7 @@ def small_instances(rg1: Path, n: int, studies: int = 1, step: int = 8) -> list[
         ds.PatientID = PATIENT_ID
         ds.Rows, ds.Columns = px.shape
         ds.PixelData = px.tobytes()
+        ds["PixelData"].VR = "OW"
         out.append(ds)
     return out
 
