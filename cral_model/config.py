@@ -58,7 +58,8 @@ class ModelConfig:
         num_classes: K, the number of binary findings.
         att_channels: att1 intermediate width; ``None`` means ``out_channels // 8`` of the backbone
             (256 for ResNet-50, 128 for DenseNet-121, 64 for ResNet-18/34).
-        pretrained: ``"imagenet"`` or ``None`` (how the backbone was initialised; informational once trained).
+        pretrained: ``"imagenet"``, ``"imagenet_v1"`` (torchvision's first ImageNet release, the paper's
+            era) or ``None`` (how the backbone was initialised; informational once trained).
         method: one of `METHODS` (``cral`` by default; ``attention``/``mode``/``att_channels`` are
             CRAL's and ignored by the others).
         agcnn_tau: AG-CNN's heat-map threshold in (0, 1) for the local crop (the paper's 0.7).
@@ -94,7 +95,7 @@ class ModelConfig:
             not isinstance(self.att_channels, int) or self.att_channels < 1
         ):
             raise ConfigError(f"att_channels must be a positive int or None, got {self.att_channels!r}")
-        if self.pretrained not in (None, "imagenet"):
+        if self.pretrained not in (None, "imagenet", "imagenet_v1"):
             raise ConfigError(f"pretrained must be 'imagenet' or None, got {self.pretrained!r}")
 
     def to_dict(self) -> dict[str, Any]:

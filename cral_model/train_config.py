@@ -16,7 +16,25 @@ from typing import Any
 
 from cral_model.config import ConfigError, ModelConfig, PreprocessConfig, _from_dict
 
-__all__ = ["TrainConfig", "load_yaml_config"]
+__all__ = ["PAPER_PRESET", "TrainConfig", "load_yaml_config"]
+
+#: ``cral-train --paper``: Guan & Huang's Section 4.2 recipe where our defaults differ from it (every
+#: other default already is the paper's: SGD 0.9, weight decay 1e-4, batch 64, lr 0.01 / 10 after epoch
+#: 20, resize 256 + random resized crop 224 + flip). The README lists each difference and its reason.
+PAPER_PRESET: dict[str, Any] = {
+    "pretrained": "imagenet_v1",  # torchvision's original ImageNet weights (V2 came out in 2021)
+    "val_fraction": 0.0,  # train on all of train_val (no held-out patients)
+    "epochs": 30,
+    "export": "last",  # the 30th epoch, no selection on a validation split
+    "normalize": "mean",  # ImageNet mean subtracted, no division by the std
+    "lr": 0.01,
+    "lr_steps": (20,),
+    "lr_schedule": "step",
+    "batch_size": 64,
+    "optimizer": "sgd",
+    "input_size": 224,
+    "resize": 256,
+}
 
 
 @dataclass(frozen=True)
@@ -35,13 +53,15 @@ class TrainConfig:
         allow_missing: train/validate on the images present instead of refusing a partial copy.
         max_train_images: use a seeded random subset of at most this many training images (smoke runs).
         cache_images: keep decoded images in memory; None = automatic (small images only).
-    Model: backbone, attention, mode, att_channels, pretrained (``"imagenet"`` or ``"none"``); method
+    Model: backbone, attention, mode, att_channels, pretrained (``"imagenet"``: torchvision's best
+        weights, V2 for ResNet-50; ``"imagenet_v1"``: the original release, the paper's; ``"none"``); method
         (``cral``, ``agcnn``, ``can``, ``iam``: docs/METHODS.md), loss (``bce`` or ``can``,
         `cral_model.losses`), agcnn_tau (AG-CNN's crop threshold), iam_rounds (attention-mining rounds).
         AG-CNN trains ``epochs`` per stage (3 stages) and attention mining ``epochs`` per round, the
         learning-rate schedule restarting each; `total_epochs` is what the run trains in all.
     Preprocessing: input_size (network input), resize (None = input_size * 256 / 224, the paper's
-        ratio), base_size (optional first down-resize, see `PreprocessConfig`), crop_scale (random
+        ratio), base_size (optional first down-resize, see `PreprocessConfig`), normalize
+        (``imagenet``: ``(x - mean) / std``; ``mean``: ``x - mean``, the paper's), crop_scale (random
         resized crop area range), hflip, rotate (maximum random rotation in degrees, 0 = off),
         intensity (random contrast and brightness change of up to this fraction, 0 = off),
         downscale (probability of a resolution jitter: through a random side in [downscale_min, resize]
@@ -94,6 +114,7 @@ class TrainConfig:
     input_size: int = 224
     resize: int | None = None
     base_size: int | None = None
+    normalize: str = "imagenet"
     crop_scale: tuple[float, float] = (0.08, 1.0)
     hflip: bool = True
     rotate: float = 0.0
@@ -129,8 +150,12 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.pretrained not in ("imagenet", "none"):
-            raise ConfigError(f"pretrained must be 'imagenet' or 'none', got {self.pretrained!r}")
+        if self.pretrained not in ("imagenet", "imagenet_v1", "none"):
+            raise ConfigError(
+                f"pretrained must be 'imagenet', 'imagenet_v1' or 'none', got {self.pretrained!r}"
+            )
+        if self.normalize not in ("imagenet", "mean"):
+            raise ConfigError(f"normalize must be 'imagenet' or 'mean', got {self.normalize!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         for name in ("epochs", "batch_size", "input_size"):
@@ -216,6 +241,13 @@ class TrainConfig:
         return self.epochs * self.phases
 
     def preprocess_config(self) -> PreprocessConfig:
+        if self.normalize == "mean":  # the paper: ImageNet mean subtracted, no division by the std
+            return PreprocessConfig(
+                input_size=self.input_size,
+                resize=self.resolved_resize,
+                base_size=self.base_size,
+                std=(1.0, 1.0, 1.0),
+            )
         return PreprocessConfig(
             input_size=self.input_size, resize=self.resolved_resize, base_size=self.base_size
         )

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from cral_model.cli._defaults import default_help
 from cral_model.config import ATTENTIONS, BACKBONES, METHODS, MODES, ConfigError
 from cral_model.losses import LOSSES
-from cral_model.train_config import TrainConfig
+from cral_model.train_config import PAPER_PRESET, TrainConfig
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -111,7 +111,12 @@ def get_parser() -> argparse.ArgumentParser:
         help=_d("att_channels", "att1 intermediate width", none="backbone default"),
     )
     m.add_argument(
-        "--pretrained", choices=("imagenet", "none"), help=_d("pretrained", "backbone initialisation")
+        "--pretrained",
+        choices=("imagenet", "imagenet_v1", "none"),
+        help=_d(
+            "pretrained",
+            "backbone initialisation (imagenet: V2 weights for ResNet-50; imagenet_v1: the paper's)",
+        ),
     )
     a = p.add_argument_group("preprocessing and augmentation")
     a.add_argument("--input-size", type=int, help=_d("input_size", "network input side"))
@@ -120,6 +125,11 @@ def get_parser() -> argparse.ArgumentParser:
     )
     a.add_argument(
         "--base-size", type=int, help="first resize images to this side (low-resolution training data)"
+    )
+    a.add_argument(
+        "--normalize",
+        choices=("imagenet", "mean"),
+        help=_d("normalize", "imagenet: (x - mean) / std; mean: x - mean only (the paper's)"),
     )
     a.add_argument(
         "--crop-scale",
@@ -200,6 +210,12 @@ def get_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", help="run folder (config.yaml, last.pt, best.safetensors, log.jsonl)")
     r.add_argument("--config", help="YAML file of TrainConfig fields (flags override it)")
     r.add_argument(
+        "--paper",
+        action="store_true",
+        help="Guan & Huang's recipe: ImageNet V1 weights, all of train_val (no validation split), 30 epochs, "
+        "the last exported, mean subtraction only (--config and flags still override)",
+    )
+    r.add_argument(
         "--resume", nargs="?", const="auto", help="continue from OUTPUT/last.pt (or the given file)"
     )
     r.add_argument("--workers", type=int, help=_d("workers", "DataLoader worker processes per rank"))
@@ -238,7 +254,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-_NOT_FIELDS = {"config", "resume", "print_config", "log_level"}
+_NOT_FIELDS = {"config", "resume", "print_config", "log_level", "paper"}
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[Any, str | None]:
@@ -279,7 +295,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[Any, str | None]:
         base = dict(load_train_state(resume_path)["config"])
         if not output:
             given["output"] = str(Path(resume_path).parent)
-    merged = {**base, **from_yaml, **given}
+    # --paper: the paper's recipe over the defaults (a resumed run already holds it in its saved config)
+    preset = PAPER_PRESET if getattr(args, "paper", False) and not base else {}
+    merged = {**base, **preset, **from_yaml, **given}
     try:
         cfg = TrainConfig.from_dict(merged)
     except (ConfigError, TypeError, ValueError):

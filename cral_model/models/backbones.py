@@ -74,6 +74,8 @@ def _lite0(pretrained: str | None) -> nn.Module:
     import timm
     from timm.models.efficientnet import EfficientNet
 
+    if pretrained == "imagenet_v1":  # its offline weights have a single release
+        pretrained = "imagenet"
     if pretrained not in (None, "imagenet"):
         raise ValueError(f"pretrained must be 'imagenet' or None, got {pretrained!r}")
     net = timm.create_model("efficientnet_lite0", pretrained=False, bn_eps=1e-3)
@@ -90,9 +92,18 @@ def _lite0(pretrained: str | None) -> nn.Module:
     return _TimmTrunk(net)
 
 
-def _weights_enum(name: str) -> WeightsEnum:
+def _weights_enum(name: str, pretrained: str = "imagenet") -> WeightsEnum:
+    """The torchvision weights of ``pretrained``: ``"imagenet"`` (the best torchvision has: V2 for
+    ResNet-50) or ``"imagenet_v1"`` (the original ImageNet-1k release, what the 2018 paper could use)."""
     from torchvision import models
 
+    if pretrained == "imagenet_v1":
+        return {
+            "resnet18": models.ResNet18_Weights.IMAGENET1K_V1,
+            "resnet34": models.ResNet34_Weights.IMAGENET1K_V1,
+            "resnet50": models.ResNet50_Weights.IMAGENET1K_V1,
+            "densenet121": models.DenseNet121_Weights.IMAGENET1K_V1,
+        }[name]
     return {
         "resnet18": models.ResNet18_Weights.IMAGENET1K_V1,
         "resnet34": models.ResNet34_Weights.IMAGENET1K_V1,
@@ -105,10 +116,10 @@ def _make(name: str, pretrained: str | None) -> nn.Module:
     from torchvision import models
 
     weights = None
-    if pretrained == "imagenet":
-        weights = _weights_enum(name)
+    if pretrained in ("imagenet", "imagenet_v1"):
+        weights = _weights_enum(name, pretrained)
     elif pretrained is not None:
-        raise ValueError(f"pretrained must be 'imagenet' or None, got {pretrained!r}")
+        raise ValueError(f"pretrained must be 'imagenet', 'imagenet_v1' or None, got {pretrained!r}")
     ctor: Callable[..., nn.Module] = getattr(models, name)
     if weights is None:
         return ctor(weights=None)
