@@ -39,7 +39,9 @@ PAPER_PRESET: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A training run. Defaults are Guan & Huang's Section 4.2 recipe.
+    """A training run. Defaults follow Guan & Huang's Section 4.2 recipe except where the README's
+    "Deviations from the paper" says otherwise (V2 ResNet-50 weights, a validation split with the best
+    epoch exported, division by the ImageNet std); `PAPER_PRESET` (``cral-train --paper``) undoes them.
 
     Data:
         data_root: NIH ChestX-ray14 root (images anywhere below it), or several roots whose images are
@@ -74,9 +76,10 @@ class TrainConfig:
         at 0-based epoch e of E), warmup_epochs (linear ramp from lr / 10 over the first epochs), lr_gamma,
         ema_decay (None = off; else validation and export use an exponential moving average of the
         weights, updated after every step with this decay), export (``best``: the epoch with the best
-        validation mean AUC, the paper's model selection; ``last``: the final epoch, which does not
-        select on a small, noisy validation split), threshold_rule (per-class operating points fitted
-        on the validation split at export: ``youden``, Youden's J per class; ``normal_flag_rate``, one
+        validation mean AUC, our default, not the paper's: it trains 30 epochs on all of train_val;
+        ``last``: the final epoch, the paper's, which does not select on a validation split),
+        threshold_rule (per-class operating points fitted on the validation split at export:
+        ``youden``, Youden's J per class; ``normal_flag_rate``, one
         common specificity, the lowest that flags at most ``max_normal_flag_rate`` of the validation
         "No Finding" images, see `cral_model.metrics.normal_flag_rate_thresholds`).
     Runtime: workers (DataLoader processes per rank), seed, device (``auto``/``cpu``/``cuda``/
