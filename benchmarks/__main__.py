@@ -9,7 +9,9 @@ Measures, each side by side in one process (or one run) on this machine:
 4. GUI: seconds from launch to the shown window, and the longest event-loop stall during analysis;
 5. training: one CRAL training step vs one bare-backbone step (same batch, input, device);
 6. memory: peak RSS of the real ``cxr-triage`` on hostile files, each beside a good PNG
-   (`benchmarks.memory`; ``--quick`` runs three of the cases).
+   (`benchmarks.memory`; ``--quick`` runs three of the cases);
+7. input pipeline: training items per core from 1024 px PNGs vs the ``cral-prepare`` cache vs tar
+   shards, and the cores per GPU (`benchmarks.input_pipeline`; ``--quick``: 6 images x 2 rounds).
 
 It reports; it does not assert times (CI runs ``--quick`` on whatever machine it gets). Exit status is
 non-zero only when something crashed.
@@ -44,7 +46,7 @@ from benchmarks._common import (
     table,
 )
 
-SECTIONS = ("latency", "throughput", "fastpath", "gui", "train", "memory")
+SECTIONS = ("latency", "throughput", "fastpath", "gui", "train", "memory", "input")
 JSON_KEYS = (
     "latency_ratio_vs_backbone",
     "triage_throughput_ratio",
@@ -53,6 +55,7 @@ JSON_KEYS = (
     "gui_max_stall_ms",
     "startup_s",
     "train_step_ratio",
+    "input_cache_speedup_vs_png",
 )
 
 
@@ -368,6 +371,21 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
         res["memory_max_peak_rss_mb"] = mem["max_peak_rss_mb"]
         res["memory_cases_over_budget"] = mem["cases_over_budget"]
         res["memory_good_files_lost"] = mem["good_files_lost"]
+
+    _lap(res, "input")
+    if "input" not in skip:
+        from benchmarks.input_pipeline import get_parser as input_parser
+        from benchmarks.input_pipeline import run as input_run
+
+        in_args = input_parser().parse_args(["--quick"] if quick else [])
+        in_args.rounds, in_args.items = (2, 6) if quick else (7, 24)
+        inp = input_run(in_args, out, heading="## 7. Input pipeline")
+        res["input_pipeline"] = inp
+        if inp:
+            png, cache = inp["PNG 1024 px"], inp[f"cache ({in_args.size} px memmap)"]
+            res["input_cache_speedup_vs_png"] = png["ms_per_item"] / cache["ms_per_item"]
+        out.write("\n")
+        out.flush()
 
     _lap(res, None)
     laps = ", ".join(f"{k} {v:.0f} s" for k, v in res["section_s"].items())
