@@ -54,3 +54,34 @@ def test_table_next_to_paper() -> None:
     text = format_table(rows, "resnet50", "att1", "test")
     assert "| CRAL (full) | 0.8101 | 0.8000-0.8200 | 25596 | 0.8136 | -0.0035 |" in text
     assert "| w/o attention | n/a |  | 25596 | 0.8034 |  |" in text
+
+
+@pytest.mark.slow
+def test_methods_and_seeds_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "nih"
+    make_synthetic_nih(
+        root, n_patients=8, images_per_patient=2, test_patients=2, size=32, seed=5, p_positive=0.3
+    )
+    argv = [
+        "--output", str(tmp_path / "m"), "--bootstrap", "10", "--methods", "cral", "can",
+        "--modes", "no_attention", "--seeds", "0", "1", "--cost",
+        "--data-root", str(root), "--backbone", "resnet18", "--input-size", "32", "--resize", "32",
+        "--pretrained", "none", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--threads", "1",
+        "--val-fraction", "0.3", "--no-progress",
+    ]  # fmt: skip
+    assert ablation_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| w/o attention |" in printed and "| CAN |" in printed
+    assert "mean over seeds" in printed and "CPU ms/image" in printed
+    data = json.loads((tmp_path / "m" / "ablation.json").read_text())
+    assert [(r["method"], r["mode"]) for r in data["rows"]] == [("cral", "no_attention"), ("can", "full")]
+    for row in data["rows"]:
+        assert [s["seed"] for s in row["seeds"]] == [0, 1]
+        aucs = [s["mean_auc"] for s in row["seeds"]]
+        assert row["mean_auc"] == pytest.approx(sum(aucs) / 2)
+        assert row["train_s_per_epoch"] > 0 and row["ms_per_image"] > 0
+    from cral_model import read_metadata
+
+    assert read_metadata(tmp_path / "m" / "can" / "seed1" / "best.safetensors")["model"]["method"] == "can"
+    with pytest.raises(SystemExit):
+        ablation_main([*argv, "--method", "iam"])
