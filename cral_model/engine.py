@@ -921,6 +921,11 @@ def _make_loaders(cfg: TrainConfig, info: DistInfo, device: torch.device, per_ra
             splits.info["n_missing"],
         )
     pre = cfg.preprocess_config()
+    from cral_model.data.cache import cache_resolution_warning
+
+    low_res = cache_resolution_warning(cfg.data_roots, pre.resize)
+    if low_res and info.is_main:
+        _log.warning("%s", low_res)
     cache = _auto_cache(splits.train, cfg.cache_images)
     train_ds = ImageDataset(
         splits.train,

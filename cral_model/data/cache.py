@@ -53,6 +53,7 @@ __all__ = [
     "CacheError",
     "ImageCache",
     "cache_ref",
+    "cache_resolution_warning",
     "is_cache",
     "open_cache",
     "parse_cache_ref",
@@ -226,3 +227,17 @@ def verify_cache(root: str | os.PathLike[str], names: Sequence[str] | None = Non
         if row_sha256(cache.pixels[row]).hex() != manifest.get(name):
             bad.append(name)
     return bad
+
+
+def cache_resolution_warning(roots: Sequence[str | os.PathLike[str]], resize: int) -> str | None:
+    """A message when a cache among ``roots`` holds images smaller than the pipeline's ``resize`` side
+    (they would be upsampled: not the pixels of the original files resized on the fly), else None."""
+    for root in roots:
+        if is_cache(root):
+            size = int(_read_meta(Path(root))["size"])  # type: ignore[call-overload]
+            if size < resize:
+                return (
+                    f"the cache {root} holds {size} px images but the pipeline resizes to {resize} px: "
+                    f"they are upsampled; prepare a cache with --size {resize} or more"
+                )
+    return None

@@ -183,3 +183,12 @@ def test_cral_train_reads_a_cache(real_cache: tuple[Path, Path], tmp_path: Path)
     )  # fmt: skip
     assert rc == 0
     assert (tmp_path / "run" / "best.safetensors").is_file()
+
+
+def test_a_cache_smaller_than_the_resize_is_named(real_cache: tuple[Path, Path]) -> None:
+    from cral_model.data.cache import cache_resolution_warning
+
+    shared, cache = real_cache
+    assert cache_resolution_warning([cache], SIZE) is None
+    msg = cache_resolution_warning([shared / "chestxray14-labels", cache], 256)
+    assert msg is not None and f"{SIZE} px" in msg and "--size 256" in msg
