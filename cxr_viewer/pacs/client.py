@@ -72,8 +72,9 @@ class StudyQuery:
 
     Attributes:
         patient_id: Patient ID, exact (``*`` wildcards allowed, as QIDO-RS has them).
-        patient_name: Patient's Name; ``fuzzy`` matching is asked for, so ``Smith`` finds ``Smith^John``
-            on servers that support it (Orthanc does), and a trailing ``*`` works everywhere.
+        patient_name: Patient's Name (``Doe^Jane``; ``*`` and ``?`` wildcards); fuzzy matching is asked
+            for, so ``Doe`` may find ``Doe^Jane`` on servers that support it, and ``Doe*`` works
+            everywhere. Its ``^`` is sent as ``?`` (see `_QUERY_SAFE`).
         date_from: first study date, ``YYYYMMDD`` ("" for no lower bound).
         date_to: last study date, ``YYYYMMDD`` ("" for no upper bound).
         modality: e.g. ``CR``, ``DX`` (Modalities in Study).
@@ -97,7 +98,8 @@ class StudyQuery:
         if self.patient_id.strip():
             out["PatientID"] = self.patient_id.strip()
         if self.patient_name.strip():
-            out["PatientName"] = self.patient_name.strip()
+            # ^ (family^given) as the wildcard ?, which matches it: see _QUERY_SAFE for why
+            out["PatientName"] = self.patient_name.strip().replace("^", "?")
         for label, value in (("from", self.date_from), ("to", self.date_to)):
             v = value.strip()
             if v and not (len(v) == 8 and v.isdigit()):
@@ -135,13 +137,71 @@ class StudyMatch:
         return f"StudyMatch(study_uid={self.study_uid!r}, <patient data redacted>)"
 
 
+#: characters of QIDO-RS values sent as they are, not percent-encoded: the matching wildcards ``*`` and
+#: ``?`` and the list separator ``,`` (RFC 3986 allows them in a query). Orthanc 1.10's DICOMweb plugin
+#: matches the *undecoded* text: ``PatientName=Doe%2A`` finds nothing where ``PatientName=Doe*`` finds
+#: the study. The person-name separator ``^`` cannot be sent raw (urllib3 encodes it), so
+#: `StudyQuery.filters` sends it as ``?``, the one-character wildcard, which matches it everywhere.
+_QUERY_SAFE = "*?,"
+
+
+def _session() -> Any:
+    """A ``requests`` session that sends `_QUERY_SAFE` characters of the query unencoded.
+
+    dicomweb-client percent-encodes the whole query string itself before it reaches the session; this
+    turns ``%2A``, ``%3F`` and ``%2C`` of the query back into ``*``, ``?`` and ``,`` (a literal ``%2A``
+    typed by the user was encoded as ``%252A`` and is left alone).
+    """
+    import re
+
+    import requests
+
+    encoded = re.compile("|".join(f"%{ord(c):02X}" for c in _QUERY_SAFE), re.IGNORECASE)
+
+    class _Session(requests.Session):
+        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+            base, sep, query = str(url).partition("?")
+            if sep:
+                url = base + sep + encoded.sub(lambda m: chr(int(m.group(0)[1:], 16)), query)
+            return super().request(method, url, *args, **kwargs)
+
+    return _Session()
+
+
 def _client(config: PacsConfig) -> DICOMwebClient:
     from dicomweb_client.api import DICOMwebClient
 
     url = config.url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise PacsError(f"not a DICOMweb address (http:// or https://): {url[:80]!r}")
-    return DICOMwebClient(url=url, timeout=config.timeout)
+    _quiet_library_logs()
+    client = DICOMwebClient(url=url, session=_session(), timeout=config.timeout)
+    # one attempt: a retry loop of exponential waits (1 + 2 + 4 + 8 s) hides an unreachable server
+    client.set_http_retry_params(retry=False)
+    return client
+
+
+class _NoAttemptRecords:
+    """Drops the ``retrying`` package's per-attempt records: they carry the failed request's exception,
+    whose text holds the URL, and the URL holds the query (a patient's name or ID)."""
+
+    def filter(self, record: Any) -> bool:
+        return type(record.msg).__name__ != "Attempt"
+
+
+_LOGS_QUIETED: list[bool] = []
+
+
+def _quiet_library_logs() -> None:
+    """Keep patient data out of logs: dicomweb-client logs each request's URL (with the query) at
+    DEBUG, and ``retrying`` logs failed attempts with their exception text (the URL) at WARNING."""
+    import logging
+
+    if _LOGS_QUIETED:
+        return
+    _LOGS_QUIETED.append(True)
+    logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
+    logging.getLogger("retrying").addFilter(_NoAttemptRecords())
 
 
 def _failure(config: PacsConfig, what: str, exc: BaseException) -> PacsError:
