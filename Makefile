@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := constraints.txt
 export QT_API := pyside6
 
-.PHONY: run test test-fast install install-test bench bench-quick demo-model package package-cpu clean lint
+.PHONY: run test test-fast install install-test bench bench-quick demo-model methods-table package package-cpu clean lint
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ SHARED_DATA ?= ../shared/data
 DEMO_RUNS ?= runs/demo-model
 demo-model: install
 	$(PY) -m cral_model.cli.demo_model --shared-data $(SHARED_DATA) --runs $(DEMO_RUNS) $(DEMO_ARGS)
+
+# The methods table of docs/METHODS.md (issue 15): CRAL, its no-attention baseline, AG-CNN, CAN and iterative
+# attention mining under the demo model's config and budget, 2 seeds each (many hours on 2 CPU cores).
+METHODS_RUNS ?= runs/methods-table
+methods-table: install
+	$(PY) -m cral_model.cli.methods_table --shared-data $(SHARED_DATA) --runs $(METHODS_RUNS) $(METHODS_ARGS)
 
 # Desktop app (issue 8): one-folder PyInstaller build in dist/cxr-viewer (see docs/PACKAGING.md).
 package:
