@@ -36,7 +36,12 @@ Keys
   W / P / M: window-level, pan, measure tool    Esc: clear the measurement
   F: fit    + / -: zoom    Ctrl+0: reset view    I: invert    R / Shift+R: rotate    H / V: flip
   A: auto window    0-5: window presets (0 = the file's VOI LUT, when it has one)
-  Up / Down in the worklist, or Ctrl+Up / Ctrl+Down anywhere: previous / next study
+  PageDown / PageUp (or Ctrl+Down / Ctrl+Up): next / previous study
+  On the image, Down / Right and Up / Left (anywhere: Ctrl+Right / Ctrl+Left): next / previous image
+  (a study's images and its priors); in the worklist the arrows move row by row
+  Shift+P: compare with the prior study (side by side, zoom and pan linked)    Ctrl+I: DICOM tags
+  Worklist: Del remove study    Ctrl+U mark read/unread (unread is bold)    Ctrl+Shift+F flagged only
+            Ctrl+F search by name (file name, patient number, study)
   O: attention map on/off    Ctrl+.: cancel analysis    Ctrl+Return: analyse remaining
   Ctrl+O: open files    Ctrl+Shift+O: open folder    Ctrl+L: load model
 
