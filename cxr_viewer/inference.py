@@ -168,7 +168,8 @@ def model_provenance(predictor: Predictor | ModelInfo) -> ModelProvenance:
     meta = dict(predictor.metadata or {})
     if not meta.get("path") and isinstance(predictor, ModelInfo) and predictor.path:
         meta["path"] = predictor.path
-    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    raw = meta.get("model")
+    model = raw if isinstance(raw, dict) else {}
     parts = [str(model.get(k)) for k in ("backbone", "attention") if model.get(k)]
     name = " ".join(["CRAL", *parts]) if parts else "CRAL"
     path = str(meta.get("path") or "")

@@ -159,7 +159,7 @@ def _session() -> Any:
     encoded = re.compile("|".join(f"%{ord(c):02X}" for c in _QUERY_SAFE), re.IGNORECASE)
 
     class _Session(requests.Session):
-        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
             base, sep, query = str(url).partition("?")
             if sep:
                 url = base + sep + encoded.sub(lambda m: chr(int(m.group(0)[1:], 16)), query)

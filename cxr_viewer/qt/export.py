@@ -166,15 +166,15 @@ class ExportControls(QObject):
         self.message_box: QMessageBox | None = None
         self.last_report: ExportReport | None = None
         self.busy = False
-        self.thread = QThread()
-        self.thread.setObjectName("cxr-export")
+        self.worker_thread = QThread()
+        self.worker_thread.setObjectName("cxr-export")
         self.worker = ExportWorker()
-        self.worker.moveToThread(self.thread)
+        self.worker.moveToThread(self.worker_thread)
         self.requested.connect(self.worker.run)
         self.worker.progressed.connect(self._progressed)
         self.worker.finished.connect(self._finished)
         self.worker.failed.connect(self._failed)
-        self.thread.start()
+        self.worker_thread.start()
 
     # ------------------------------------------------------------------------------ the dialog
     def export_dialog(self) -> None:
@@ -253,6 +253,6 @@ class ExportControls(QObject):
 
     def close(self) -> None:
         """Stop the worker thread (waits for a running export to finish)."""
-        if self.thread.isRunning():
-            self.thread.quit()
-            self.thread.wait()
+        if self.worker_thread.isRunning():
+            self.worker_thread.quit()
+            self.worker_thread.wait()

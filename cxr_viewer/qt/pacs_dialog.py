@@ -244,11 +244,11 @@ class PacsControls(QObject):
         super().__init__(window)
         self.window = window
         self.dialog: PacsDialog | None = None
-        self.thread = QThread()
-        self.thread.setObjectName("cxr-pacs")
+        self.worker_thread = QThread()
+        self.worker_thread.setObjectName("cxr-pacs")
         self.worker = PacsWorker()
-        self.worker.moveToThread(self.thread)
-        self.thread.start()
+        self.worker.moveToThread(self.worker_thread)
+        self.worker_thread.start()
 
     def open_dialog(self) -> None:
         """File > Open from PACS: show the dialog (one per window, kept between uses)."""
@@ -280,6 +280,6 @@ class PacsControls(QObject):
         self.worker.cancel_requested = True
         if self.dialog is not None:
             self.dialog.close()
-        if self.thread.isRunning():
-            self.thread.quit()
-            self.thread.wait()
+        if self.worker_thread.isRunning():
+            self.worker_thread.quit()
+            self.worker_thread.wait()

@@ -219,15 +219,16 @@ def export_results(
                 ExportItem(item.path, item.prediction, image, reason),
             )
         )
-        if item.prediction is None and ExportFormat.DICOM in fmts:
+        prediction = item.prediction
+        if prediction is None and ExportFormat.DICOM in fmts:
             failures.append((name, reason))
-        elif ExportFormat.DICOM in fmts and image is not None and not reason:
+        elif ExportFormat.DICOM in fmts and prediction is not None and image is not None and not reason:
             if algorithm is None:
                 failures.append((name, "no model loaded: no DICOM results"))
             else:
                 try:
                     written += write_dicom_results(
-                        item.path, image, item.prediction, algorithm, folder, map_region=map_region
+                        item.path, image, prediction, algorithm, folder, map_region=map_region
                     )
                 except ResultsError as exc:
                     failures.append((name, str(exc)))

@@ -183,8 +183,8 @@ def render_results_image(
     # darken the panel's background so the text is legible whatever is under it
     rgb[:panel_h, :panel_w] = (rgb[:panel_h, :panel_w].astype(np.float32) * 0.35).astype(np.uint8)
     y = pad + line_h - pad // 2
-    for text, colour in lines:
-        _text(rgb, text, (pad, y), fs, colour, th)
+    for text, text_colour in lines:
+        _text(rgb, text, (pad, y), fs, text_colour, th)
         y += line_h
 
     # the notice: a red band across the whole width at the bottom, large white capitals

@@ -72,7 +72,9 @@ def build_secondary_capture(
         software_versions=f"cxr-triage {__version__}",
     )
     if not has_orientation:
-        sc.PatientOrientation = None  # Type 2: present, empty (unknown), not guessed
+        sc.add_new(
+            0x00200020, "CS", None
+        )  # Patient Orientation, Type 2: present, empty (unknown), not guessed
     if source.get("BodyPartExamined"):
         sc.BodyPartExamined = source.BodyPartExamined
     ref = Dataset()
