@@ -127,7 +127,9 @@ def test_rg2_lengths_at_several_zooms_and_after_rotate_and_flip(qtbot, make_wind
     assert window.measure_label.text().startswith(f"Length: {view.measurement_text()}")
 
 
-def test_each_measurement_is_removable_and_kept_per_image(qtbot, make_window, tmp_path: Path, make_dicom) -> None:
+def test_each_measurement_is_removable_and_kept_per_image(
+    qtbot, make_window, tmp_path: Path, make_dicom
+) -> None:
     ramp = np.tile(np.arange(120, dtype=np.uint16) * 30, (90, 1))
     make_dicom(tmp_path / "a.dcm", ramp, pixel_spacing=(0.5, 0.5))
     make_dicom(tmp_path / "b.dcm", ramp[::-1].copy(), pixel_spacing=(0.25, 0.25))
@@ -141,7 +143,13 @@ def test_each_measurement_is_removable_and_kept_per_image(qtbot, make_window, tm
     assert len(view.measurement_texts()) == 3
     # Backspace with the mouse over the second line removes that one
     middle = screen_of(view, (10, 50))
-    _send(view.graphics.viewport(), QEvent.Type.MouseMove, middle, Qt.MouseButton.NoButton, Qt.MouseButton.NoButton)
+    _send(
+        view.graphics.viewport(),
+        QEvent.Type.MouseMove,
+        middle,
+        Qt.MouseButton.NoButton,
+        Qt.MouseButton.NoButton,
+    )
     qtbot.waitUntil(lambda: view._mouse_view is not None, timeout=2_000)
     first, _, third = view.measurement_texts()
     window.delete_measure_action.trigger()
