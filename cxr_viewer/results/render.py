@@ -7,10 +7,12 @@ the one-page summary (`cxr_viewer.results.summary`):
 - the image through its default display mapping (:func:`display_grey`: the DICOM VOI LUT when there
   is one, else its window, else a 0.5-99.5 percentile window), in display orientation (MONOCHROME1
   already inverted by the reader), scaled down so that its longer side is at most ``max_side``;
-- the top finding's class map (absolute scale, 1 = the class's threshold; see
-  `cxr_viewer.core.overlay.class_map`) blended in as the viewer draws it (``jet``, levels 0..1, the
-  viewer's alpha ramp and default opacity), and, when that finding is flagged, its outline where the
-  map reaches the threshold (`cxr_viewer.core.overlay.outline_paths`);
+- when the top finding is flagged (at or above its threshold), its class map (absolute scale, 1 = the
+  class's threshold; see `cxr_viewer.core.overlay.class_map`) blended in as the viewer draws it
+  (``jet``, levels 0..1, the viewer's alpha ramp and default opacity) and its outline where the map
+  reaches the threshold (`cxr_viewer.core.overlay.outline_paths`); with no flagged finding no map is
+  burned in (the panel says so): a map for a finding the model does not report would mark a region
+  for nothing;
 - a panel with the top findings (probability, threshold, flagged or not) and the triage score;
 - a band across the bottom with ``RESEARCH USE ONLY - NOT FOR DIAGNOSIS``, on the pixels themselves,
   so that no viewer that drops overlays or headers can lose it.
@@ -144,7 +146,11 @@ def render_results_image(
     rgb = np.repeat((np.clip(grey, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)[:, :, None], 3, axis=2)
 
     shown = list(findings)[: max(int(top_n), 1)] if findings else []
-    if heat is not None and shown:
+    # a map only for a flagged finding: burned into an image that goes to the PACS, the map of a finding
+    # below its threshold (its evidence at the threshold's scale can still fill the lungs) would mark
+    # a region for a finding the model does not report
+    draw_map = heat is not None and bool(shown) and shown[0].above_threshold
+    if draw_map and heat is not None:
         hm = np.clip(np.nan_to_num(_resize(np.asarray(heat, dtype=np.float32), h, w), nan=0.0), 0.0, 1.0)
         lut = colormap_lut("jet")
         idx = np.round(hm * 255.0).astype(np.intp)
@@ -152,9 +158,7 @@ def render_results_image(
         alpha = (lut[idx, 3].astype(np.float32) / 255.0 * _OPACITY)[:, :, None]
         rgb = (rgb.astype(np.float32) * (1.0 - alpha) + colour * alpha + 0.5).astype(np.uint8)
         line = max(1, round(max(h, w) / 500))
-        # the outline only for a flagged finding: below its threshold the region "at the threshold" is
-        # the model's faint evidence, and its contour would mark nothing
-        for path in outline_paths(hm) if shown[0].above_threshold else []:
+        for path in outline_paths(hm):
             pts = np.round(path - 0.5).astype(np.int32).reshape(-1, 1, 2)
             cv2.polylines(rgb, [pts], isClosed=True, color=_WHITE, thickness=line, lineType=cv2.LINE_AA)
 
@@ -168,9 +172,10 @@ def render_results_image(
         lines += [
             (_finding_line(i, f), _YELLOW if f.above_threshold else _WHITE) for i, f in enumerate(shown, 1)
         ]
-        if heat is not None:
-            outline = " (outline = its threshold)" if shown[0].above_threshold else ""
-            lines.append((f"Map: {shown[0].display_name}{outline}", _GREY))
+        if draw_map:
+            lines.append((f"Map: {shown[0].display_name} (outline = its threshold)", _GREY))
+        elif heat is not None:
+            lines.append(("No finding at or above its threshold: no map drawn", _GREY))
     else:
         lines.append(("No findings computed", _WHITE))
     if triage_score is not None:

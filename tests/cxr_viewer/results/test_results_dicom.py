@@ -269,5 +269,10 @@ def test_render_is_pure_and_scales_down():
     # the map's region is coloured (red-ish, not grey) and the outline is drawn around it
     centre = big[100, 150].astype(int)
     assert centre[0] - centre[2] > 40
+    # a finding below its threshold gets no map burned in: the same pixel stays grey
+    below = Finding(2, "Effusion", 0.3, 0.4, 0.75, False)
+    plain = render_results_image(image, [below], heat, triage_score=0.75)
+    r, g, b = plain[100, 150].astype(int)
+    assert abs(r - g) <= 1 and abs(g - b) <= 1
     with pytest.raises(ValueError, match="heat map has shape"):
         render_results_image(image, [f], heat[:10], triage_score=None)
