@@ -98,7 +98,7 @@ MENUS: tuple[MenuSpec, ...] = (
                            group="tool", args=("pan",)),
                 _A("tool_measure_action", "&Measure length (left drag)", "view.set_tool", "M",
                            toolbar="Measure", checkable=True, group="tool", args=("measure",)),
-                _A("tool_angle_action", "An&gle (drag one ray, then drag or click the other)", "view.set_tool",
+                _A("tool_angle_action", "An&gle (drag, then click)", "view.set_tool",
                            "G", "Angle: drag from one end to the vertex, then drag or click the other end",
                            toolbar="Angle", checkable=True, group="tool", args=("angle",)),
                 _A("tool_ctr_action", "&Cardiothoracic ratio (two horizontal drags)", "view.set_tool", "C",

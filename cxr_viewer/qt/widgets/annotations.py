@@ -31,8 +31,9 @@ _PENDING = (120, 220, 255)
 
 
 def status_text(annotation: Annotation, image: XrayImage) -> str:
-    """``"Length: 225.4 mm"``, ``"Angle: 32.0°"``... for the status bar."""
-    return f"{KIND_LABELS[annotation.kind]}: {annotation_text(annotation, image)}"
+    """``"Length: 225.4 mm"``, ``"Angle: 32.0°"``, ``"CTR 0.48 (...)"``, ``"ROI mean ..."`` (status bar)."""
+    text = annotation_text(annotation, image)
+    return text if annotation.kind in ("ctr", "ellipse") else f"{KIND_LABELS[annotation.kind]}: {text}"
 
 
 def _ellipse_outline(p0: Point, p1: Point, n: int = 72) -> tuple[np.ndarray, np.ndarray]:

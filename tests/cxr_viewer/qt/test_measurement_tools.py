@@ -197,7 +197,7 @@ def test_angle_ctr_and_ellipse_tools(qtbot, make_window, tmp_path: Path, make_di
     thorax = image_of(view, screen_of(view, (150, 90)))[0] - image_of(view, screen_of(view, (20, 90)))[0]
     text = view.measurement_text()
     assert text.startswith(f"CTR {heart / thorax:.2f}"), text
-    assert window.measure_label.text().startswith("Cardiothoracic ratio: CTR ")
+    assert window.measure_label.text().startswith("CTR ")
 
     # elliptical ROI: mean / SD of the *stored* values inside
     window.tool_ellipse_action.trigger()
@@ -208,4 +208,5 @@ def test_angle_ctr_and_ellipse_tools(qtbot, make_window, tmp_path: Path, make_di
     text = view.measurement_text()
     assert f"mean {inside.mean():.1f}" in text and f"SD {inside.std(ddof=1):.1f}" in text, text
     assert f"n {inside.size}" in text
+    assert window.measure_label.text().startswith("ROI mean ")
     assert len(view.measurement_texts()) == 3
