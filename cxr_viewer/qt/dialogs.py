@@ -28,14 +28,20 @@ __all__ = [
 _IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff *.bmp);;All files (*)"
 
 SHORTCUTS_TEXT = """Mouse on the image
-  Left drag: window/level (W tool; right = wider, up = brighter), pan (P tool) or measure (M tool)
-  Middle drag: pan    Right drag or wheel: zoom    Double click: fit
-  Histogram below the image: drag the shaded window or its edges
+  Left drag: what the tool says: window/level (W; right = wider, up = brighter), pan (P),
+    length (M), angle (G: drag one ray to the vertex, then drag or click the other end),
+    cardiothoracic ratio (C: drag the heart's width, then the thorax's), elliptical ROI (E)
+  Middle drag: pan    Right drag: zoom about where it starts (up = in, 100 px = 2x)
+  Wheel: zoom    Double click: fit
+  Histogram below the image (stored values): drag the shaded window or its edges
 
 Keys
-  W / P / M: window-level, pan, measure tool    Esc: clear the measurement
-  F: fit    + / -: zoom    Ctrl+0: reset view    I: invert    R / Shift+R: rotate    H / V: flip
-  A: auto window    0-5: window presets (0 = the file's VOI LUT, when it has one)
+  W / P / M / G / C / E: window-level, pan, length, angle, CTR, ellipse ROI tool
+  Backspace: delete the measurement under the mouse (else the newest)    Esc: clear all of the image's
+  F: fit    Ctrl+1: actual pixels (1:1)    + / -: zoom    Ctrl+0: reset view
+  I: invert    R / Shift+R: rotate    H / V: flip
+  A: auto window    0: the file's VOI LUT, else its window    1: the file's window
+  2-5: automatic windows    6 / 7 / 8: lung / mediastinum / bone    Ctrl+Shift+S: save window as preset
   PageDown / PageUp (or Ctrl+Down / Ctrl+Up): next / previous study
   On the image, Down / Right and Up / Left (anywhere: Ctrl+Right / Ctrl+Left): next / previous image
   (a study's images and its priors); in the worklist the arrows move row by row
