@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -338,9 +338,9 @@ def _save(ds: Any, folder: Path, sop_uid: str) -> Path:
     """Write one retrieved data set as ``<SOPInstanceUID>.dcm`` (whole or not at all)."""
     safe = "".join(ch for ch in sop_uid if ch.isdigit() or ch == ".")[:64] or "instance"
     dest = folder / f"{safe}.dcm"
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=folder)
+    tmp = folder / f"{dest.name}.{secrets.token_hex(6)}.part"  # 0666 & ~umask, unlike mkstemp's 0600
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             ds.save_as(fh, enforce_file_format=True)
         os.replace(tmp, dest)
     finally:

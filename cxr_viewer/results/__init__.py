@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,9 +169,10 @@ def write_results(datasets: Sequence[Dataset], out_dir: str | os.PathLike[str]) 
     out: list[Path] = []
     for ds in datasets:
         dest = folder / result_file_name(ds)
-        fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=folder)
+        # a unique name beside it, opened exclusively (mode 0666 & ~umask, as any file the user writes)
+        tmp = folder / f"{dest.name}.{secrets.token_hex(6)}.part"
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with open(tmp, "xb") as fh:
                 ds.save_as(fh, enforce_file_format=True)
                 fh.flush()
                 os.fsync(fh.fileno())
