@@ -29,14 +29,21 @@ __all__ = ["Sender"]
 
 log = logging.getLogger("cxr_viewer.node")
 
-#: transfer syntaxes offered for the results (highdicom writes Explicit VR Little Endian)
-_OFFERED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+#: the transfer syntax of the result files (highdicom writes Explicit VR Little Endian), and a fallback
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_IMPLICIT_LE = "1.2.840.10008.1.2"
 
 
 def _ok(status: Any) -> bool:
     """Success (0x0000) or a warning (0x0001, 0xB000-0xBFFF): the destination kept the object."""
     code = getattr(status, "Status", None)
     return code is not None and (code == 0x0000 or code == 0x0001 or 0xB000 <= code <= 0xBFFF)
+
+
+def _read(path: Path) -> Any:
+    from pydicom import dcmread
+
+    return dcmread(path)
 
 
 class Sender:
@@ -67,12 +74,17 @@ class Sender:
         return sent
 
     def _send(self, items: Sequence[OutboxItem]) -> int:
-        from pynetdicom import AE
+        from pynetdicom import AE, _config
 
+        # a file whose transfer syntax the destination accepted is sent as its bytes, not decoded and
+        # encoded again (an SR is a deep tree: that costs more than the sending); pynetdicom's switch is
+        # process-wide, and the node's SCP side does not read it
+        _config.STORE_SEND_CHUNKED_DATASET = True
         dest = self.config.destination
         ae = AE(self.config.ae_title)
         for sop_class in sorted({i.sop_class for i in items}):
-            ae.add_requested_context(sop_class, list(_OFFERED))
+            ae.add_requested_context(sop_class, [_EXPLICIT_LE])
+            ae.add_requested_context(sop_class, [_IMPLICIT_LE])  # decoded and converted, if only this
         for attr in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
             setattr(ae, attr, self.config.network_timeout)
         assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
@@ -81,13 +93,18 @@ class Sender:
             raise ConnectionError(f"association {why}")
         sent = 0
         handled: set[int] = set()
+        as_is = {
+            str(cx.abstract_syntax) for cx in assoc.accepted_contexts if cx.transfer_syntax == [_EXPLICIT_LE]
+        }
         try:
             for item in items:
                 if not assoc.is_established:
                     break
                 handled.add(item.id)
                 try:
-                    status = assoc.send_c_store(Path(item.path))
+                    status = assoc.send_c_store(
+                        Path(item.path) if item.sop_class in as_is else _read(Path(item.path))
+                    )
                 except Exception as exc:  # a missing or unreadable result file, a broken association
                     self._failed(item, f"cannot send: {type(exc).__name__}")
                     continue
