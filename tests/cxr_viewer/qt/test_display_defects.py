@@ -284,3 +284,29 @@ def test_signal_emits_do_not_abort_the_interpreter() -> None:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]
+
+
+def test_help_and_readme_list_the_new_keys(qtbot, make_window) -> None:
+    """Every key of the measurement, zoom and preset actions is in the F1 help and the README."""
+    from pathlib import Path
+
+    from cxr_viewer.qt.dialogs import SHORTCUTS_TEXT
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    window = make_window(model_path=None)
+    names = (
+        "tool_measure_action",
+        "tool_angle_action",
+        "tool_ctr_action",
+        "tool_ellipse_action",
+        "actual_pixels_action",
+        "delete_measure_action",
+        "clear_measure_action",
+        "save_preset_action",
+    )
+    for name in names:
+        key = getattr(window, name).shortcut().toString()
+        assert key and key in SHORTCUTS_TEXT and key in readme, (name, key)
+    for keys in ("0: the file's VOI LUT", "1: the file's window", "2-5:", "6 / 7 / 8: lung / mediastinum / bone"):
+        assert keys in SHORTCUTS_TEXT
+    assert "6 lung" in readme and "8 bone" in readme
