@@ -307,6 +307,11 @@ def test_help_and_readme_list_the_new_keys(qtbot, make_window) -> None:
     for name in names:
         key = getattr(window, name).shortcut().toString()
         assert key and key in SHORTCUTS_TEXT and key in readme, (name, key)
-    for keys in ("0: the file's VOI LUT", "1: the file's window", "2-5:", "6 / 7 / 8: lung / mediastinum / bone"):
+    for keys in (
+        "0: the file's VOI LUT",
+        "1: the file's window",
+        "2-5:",
+        "6 / 7 / 8: lung / mediastinum / bone",
+    ):
         assert keys in SHORTCUTS_TEXT
     assert "6 lung" in readme and "8 bone" in readme
