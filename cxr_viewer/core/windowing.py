@@ -31,6 +31,7 @@ __all__ = [
     "display_histogram",
     "full_range_window",
     "invert_monochrome1",
+    "percentile_windows",
     "presets_for",
     "stored_histogram",
     "stored_window",
@@ -123,14 +124,31 @@ def auto_window(pixels: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5
         magnitude where that is larger (so both ends stay distinct), and at most the float64 maximum, for
         float64 input spanning more than that). ``(0.5, 1.0)`` for an array with no finite values.
     """
+    return percentile_windows(pixels, [(low_pct, high_pct)])[0]
+
+
+def _finite_sample(pixels: np.ndarray) -> np.ndarray:
+    """The finite values of a regular ~512 x 512 subsample, float64."""
     arr = np.asarray(pixels)
     if arr.size > 512 * 512:  # percentiles of ~260k samples are as good as of 4M, and 15x faster
         step = int(np.ceil(np.sqrt(arr.size / (512 * 512))))
         arr = arr[::step, ::step] if arr.ndim == 2 else arr.ravel()[:: step * step]
-    finite = arr[np.isfinite(arr)].astype(np.float64)  # float32 differences could overflow
+    finite: np.ndarray = arr[np.isfinite(arr)].astype(np.float64)  # float32 differences could overflow
+    return finite
+
+
+def percentile_windows(pixels: np.ndarray, pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """:func:`auto_window` for several ``(low_pct, high_pct)`` pairs at once (one subsample, one
+    percentile pass): the same numbers as calling it once per pair, several times faster."""
+    finite = _finite_sample(pixels)
     if finite.size == 0:
-        return 0.5, 1.0
-    lo, hi = (float(v) for v in np.percentile(finite, [low_pct, high_pct]))
+        return [(0.5, 1.0) for _ in pairs]
+    qs = sorted({q for pair in pairs for q in pair})
+    values = dict(zip(qs, (float(v) for v in np.percentile(finite, qs)), strict=True))
+    return [_percentile_window(finite, values[a], values[b]) for a, b in pairs]
+
+
+def _percentile_window(finite: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
     if hi - lo < _MIN_WIDTH:
         lo, hi = float(finite.min()), float(finite.max())
     width = hi - lo
@@ -284,6 +302,13 @@ class WindowPreset:
     name: str
     shortcut: str
     compute: Callable[[np.ndarray], tuple[float, float]]
+    #: ``(low, high)`` when ``compute`` is ``auto_window`` of these percentiles (batched by
+    #: :func:`percentile_windows`)
+    percentiles: tuple[float, float] | None = None
+
+
+def _percentile_preset(name: str, key: str, low: float, high: float) -> WindowPreset:
+    return WindowPreset(name, key, lambda px: auto_window(px, low, high), (low, high))
 
 
 def presets_for(default_window: tuple[float, float] | None) -> list[WindowPreset]:
@@ -303,10 +328,10 @@ def presets_for(default_window: tuple[float, float] | None) -> list[WindowPreset
         dw = (float(default_window[0]), float(default_window[1]))
         presets.append(WindowPreset("File default", "1", lambda _px: dw))
     presets += [
-        WindowPreset("Auto (0.5-99.5 %)", "2", lambda px: auto_window(px, 0.5, 99.5)),
-        WindowPreset("High contrast (5-95 %)", "3", lambda px: auto_window(px, 5.0, 95.0)),
-        WindowPreset("Soft (0-100 %)", "4", full_range_window),
-        WindowPreset("Dense areas (50-99.9 %)", "5", lambda px: auto_window(px, 50.0, 99.9)),
+        _percentile_preset("Auto (0.5-99.5 %)", "2", 0.5, 99.5),
+        _percentile_preset("High contrast (5-95 %)", "3", 5.0, 95.0),
+        _percentile_preset("Soft (0-100 %)", "4", 0.0, 100.0),
+        _percentile_preset("Dense areas (50-99.9 %)", "5", 50.0, 99.9),
     ]
     presets += ANATOMICAL_PRESETS
     return presets
@@ -316,7 +341,7 @@ def presets_for(default_window: tuple[float, float] | None) -> list[WindowPreset
 #: lungs are the dark part of a chest film, the mediastinum and bone the bright part. CR/DX values are
 #: not calibrated, so these are percentile windows, not fixed numbers.
 ANATOMICAL_PRESETS = [
-    WindowPreset("Lung (1-65 %)", "6", lambda px: auto_window(px, 1.0, 65.0)),
-    WindowPreset("Mediastinum (35-99.5 %)", "7", lambda px: auto_window(px, 35.0, 99.5)),
-    WindowPreset("Bone (60-99.9 %)", "8", lambda px: auto_window(px, 60.0, 99.9)),
+    _percentile_preset("Lung (1-65 %)", "6", 1.0, 65.0),
+    _percentile_preset("Mediastinum (35-99.5 %)", "7", 35.0, 99.5),
+    _percentile_preset("Bone (60-99.9 %)", "8", 60.0, 99.9),
 ]

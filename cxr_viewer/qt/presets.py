@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QSignalBlocker
 from PySide6.QtWidgets import QComboBox, QInputDialog, QMainWindow, QMenu
 
-from cxr_viewer.core.windowing import WindowPreset, presets_for, stored_window, window_from_stored
+from cxr_viewer.core.windowing import (
+    WindowPreset,
+    percentile_windows,
+    presets_for,
+    stored_window,
+    window_from_stored,
+)
 from cxr_viewer.qt.actions import make_action
 
 if TYPE_CHECKING:
@@ -145,9 +151,14 @@ class PresetControls:
             )
         self._windows = [None] * len(self._presets)
         if image is not None:
+            batched = [i for i, p in enumerate(self._presets) if p.percentiles is not None]
+            pairs = [p for i in batched if (p := self._presets[i].percentiles) is not None]
+            for i, window in zip(batched, percentile_windows(image.pixels, pairs), strict=True):
+                self._windows[i] = window
             first_lut = 1 if self._voi_preset else 0
             for i in range(first_lut, len(self._presets)):
-                self._windows[i] = self._presets[i].compute(image.pixels)
+                if self._windows[i] is None:
+                    self._windows[i] = self._presets[i].compute(image.pixels)
         with QSignalBlocker(self.combo):
             self.combo.clear()
             self.combo.addItems([p.name for p in self._presets])
