@@ -11,7 +11,9 @@ Measures, each side by side in one process (or one run) on this machine:
 6. memory: peak RSS of the real ``cxr-triage`` on hostile files, each beside a good PNG
    (`benchmarks.memory`; ``--quick`` runs three of the cases);
 7. input pipeline: training items per core from 1024 px PNGs vs the ``cral-prepare`` cache vs tar
-   shards, and the cores per GPU (`benchmarks.input_pipeline`; ``--quick``: 6 images x 2 rounds).
+   shards, and the cores per GPU (`benchmarks.input_pipeline`; ``--quick``: 6 images x 2 rounds);
+8. DICOM node: instances per second through ``cxr-triage serve`` into a real Orthanc, and seconds from
+   the last instance to its SR in Orthanc (`benchmarks.node`; ``--quick``: 20 instances, 1 film).
 
 It reports; it does not assert times (CI runs ``--quick`` on whatever machine it gets). Exit status is
 non-zero only when something crashed.
@@ -46,7 +48,7 @@ from benchmarks._common import (
     table,
 )
 
-SECTIONS = ("latency", "throughput", "fastpath", "gui", "train", "memory", "input")
+SECTIONS = ("latency", "throughput", "fastpath", "gui", "train", "memory", "input", "node")
 JSON_KEYS = (
     "latency_ratio_vs_backbone",
     "triage_throughput_ratio",
@@ -385,6 +387,16 @@ def run(args: argparse.Namespace, out: Any) -> dict[str, Any]:
             png, cache = inp["PNG 1024 px"], inp[f"cache ({in_args.size} px memmap)"]
             res["input_cache_speedup_vs_png"] = png["ms_per_item"] / cache["ms_per_item"]
         out.write("\n")
+        out.flush()
+
+    _lap(res, "node")
+    if "node" not in skip:
+        from benchmarks.node import get_parser as node_parser
+        from benchmarks.node import run as node_run
+
+        node_args = node_parser().parse_args(["--quick"] if quick else [])
+        node_args.checkpoint = str(ckpt)
+        res["node"] = node_run(node_args, out, heading="## 8. DICOM node (cxr-triage serve -> Orthanc)")
         out.flush()
 
     _lap(res, None)
