@@ -179,6 +179,7 @@ class Worklist(QTreeView):
         self._groups: list[PatientGroup] = []
         self._study_of: dict[int, str] = {}  # image id -> its study key
         self._studies: dict[str, StudyGroup] = {}
+        self._patient_of_study: dict[str, PatientGroup] = {}
         self._image_rows: dict[int, list[QStandardItem]] = {}  # image id -> the row that is that image
         self._study_rows: dict[str, list[QStandardItem]] = {}  # study key -> its row
         self._dirty = False
@@ -309,7 +310,7 @@ class Worklist(QTreeView):
     def patient_of(self, study_id: int) -> PatientGroup | None:
         """The patient whose studies hold an image."""
         key = self.study_key_of(study_id)
-        found = next((p for p in self._groups if any(s.key == key for s in p.studies)), None)
+        found = self._patient_of_study.get(key)
         return None if found is None else self._fresh(found)
 
     def row_text(self, study_id: int) -> str:
@@ -464,6 +465,7 @@ class Worklist(QTreeView):
         arrivals = sorted(self._images.values(), key=lambda im: im.arrival)
         self._groups = group_worklist([im.facts for im in arrivals], self._scores())
         self._studies = {s.key: s for p in self._groups for s in p.studies}
+        self._patient_of_study = {s.key: p for p in self._groups for s in p.studies}
         self._study_of = {sid: s.key for s in self._studies.values() for sid in s.image_ids}
         self._image_rows.clear()
         self._study_rows.clear()
@@ -534,7 +536,7 @@ class Worklist(QTreeView):
             return
         group = self._studies[key]
         members = [self._images[sid].facts for sid in sorted(group.image_ids, key=self._arrival)]
-        score, ids = study_score(members, self._scores())
+        score, ids = study_score(members, {f.image_id: self._images[f.image_id].score for f in members})
         group = StudyGroup(group.key, group.patient, group.label, group.order, ids, ids[0], score)
         self._studies[key] = group
         rows = self._study_rows[key]
@@ -547,7 +549,8 @@ class Worklist(QTreeView):
                         item.setData(place, CHILD_ROLE)
             self._fill_image(study_id)
         self._fill_study(key)
-        top = next((p.current.key for p in self._groups if any(s.key == key for s in p.studies)), key)
+        patient = self._patient_of_study.get(key)
+        top = patient.current.key if patient is not None else key
         if top != key:
             self._fill_study(top)  # the top row's search text and flags cover its priors
 
@@ -609,7 +612,7 @@ class Worklist(QTreeView):
         scored = best if group.score is not None else None
         self._fill_score(rows[COL_SCORE], scored, all_lateral=all(im.facts.lateral for im in images))
         if not prior:
-            patient_group = next((p for p in self._groups if p.current.key == key), None)
+            patient_group = self._patient_of_study.get(key)
             studies = patient_group.studies if patient_group is not None else (group,)
             members = [self._images[sid] for s in studies for sid in s.image_ids if sid in self._images]
             name.setData(min(im.arrival for im in members), SORT_ROLE)  # ties: the patient's first file
