@@ -77,8 +77,8 @@ def get_parser() -> argparse.ArgumentParser:
 def measure_speed(
     methods: Sequence[str], backbone: str, input_size: int, *, batch: int = 8, steps: int = 3
 ) -> list[dict[str, Any]]:
-    """Median ms per training step (forward, loss, backward, SGD step; the last phase of AG-CNN and
-    attention mining, the most expensive) and per image of an eval forward (``forward_all``), per method.
+    """Median ms per training step (forward, loss, backward, SGD step; every stage of AG-CNN and both
+    kinds of attention-mining round) and per image of an eval forward (``forward_all``), per method.
 
     The methods are timed in turns (round-robin over ``steps`` rounds after one warm-up round), so that
     a slow moment of a shared machine falls on all of them alike. Random inputs, random weights, CPU,
@@ -94,16 +94,21 @@ def measure_speed(
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, input_size, input_size, generator=gen)
     y = (torch.rand(batch, 14, generator=gen) < 0.2).float()
-    variants = [("cral", "full"), ("cral", "no_attention")] + [(m, "full") for m in methods if m != "cral"]
+    phases = {"agcnn": (0, 1, 2), "iam": (0, 1)}
+    variants = [("cral", "full", 0), ("cral", "no_attention", 0)] + [
+        (m, "full", ph) for m in methods if m != "cral" for ph in phases.get(m, (0,))
+    ]
     nets = {}
-    for method, mode in variants:
+    for method, mode, phase in variants:
         torch.manual_seed(0)
         net = build_model_from_config(ModelConfig(backbone=backbone, method=method, mode=mode))
-        net.set_phase(2 if method == "agcnn" else 1 if method == "iam" else 0)
+        net.set_phase(phase)
         opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
-        nets[(method, mode)] = (net, opt)
+        nets[(method, mode, phase)] = (net, opt)
     crit = torch.nn.BCEWithLogitsLoss()
-    times: dict[tuple[str, str], dict[str, list[float]]] = {v: {"train": [], "infer": []} for v in variants}
+    times: dict[tuple[str, str, int], dict[str, list[float]]] = {
+        v: {"train": [], "infer": []} for v in variants
+    }
     for round_ in range(steps + 1):
         for v, (net, opt) in nets.items():
             net.train()
@@ -126,11 +131,12 @@ def measure_speed(
         {
             "method": m,
             "mode": mode,
-            "params_m": sum(p.numel() for p in nets[(m, mode)][0].parameters()) / 1e6,
-            "train_ms_per_step": statistics.median(times[(m, mode)]["train"]),
-            "infer_ms_per_image": statistics.median(times[(m, mode)]["infer"]),
+            "phase": ph,
+            "params_m": sum(p.numel() for p in nets[(m, mode, ph)][0].parameters()) / 1e6,
+            "train_ms_per_step": statistics.median(times[(m, mode, ph)]["train"]),
+            "infer_ms_per_image": statistics.median(times[(m, mode, ph)]["infer"]),
         }
-        for m, mode in variants
+        for m, mode, ph in variants
     ]
 
 
@@ -145,9 +151,13 @@ def format_speed(rows: Sequence[dict[str, Any]], backbone: str, input_size: int,
         "| method | parameters (M) | ms / training step | x baseline | CPU ms / image (eval) | x baseline |",
         "|---|---|---|---|---|---|",
     ]
+    phase_names = {"agcnn": ("global stage", "local stage", "fusion stage"), "iam": ("round 0", "round >= 1")}
     for r in rows:
+        label = _label(r)
+        if r["method"] in phase_names:
+            label += f" ({phase_names[r['method']][r['phase']]})"
         lines.append(
-            f"| {_label(r)} | {r['params_m']:.1f} | {r['train_ms_per_step']:.0f} | "
+            f"| {label} | {r['params_m']:.1f} | {r['train_ms_per_step']:.0f} | "
             f"{r['train_ms_per_step'] / base['train_ms_per_step']:.2f} | {r['infer_ms_per_image']:.1f} | "
             f"{r['infer_ms_per_image'] / base['infer_ms_per_image']:.2f} |"
         )
