@@ -249,6 +249,8 @@ def _val_eval_args(
         str(checkpoint),
         *("--split", "val", "--data-root", *map(str, roots), "--labels-dir", str(labels), "--allow-missing"),
         *("--output", str(out), "--bootstrap", str(bootstrap), "--workers", "0", "--no-progress"),
+        # the card's per-class intervals are over images (its mean-AUC ones over patients)
+        *("--bootstrap-unit", "image"),
     ]
 
 

@@ -164,6 +164,11 @@ def load_eval_images(
             )
         if stored.get("format") == "csv":
             raise ValueError("this model was trained on CSV data; evaluate its validation images with --csv")
+        if not float(frac) > 0:
+            raise ValueError(
+                "this model was trained on all of train_val (val_fraction 0, e.g. cral-train --paper): "
+                "it has no validation split; evaluate it with --split test, or give --val-fraction"
+            )
         full = load_nih_split(data_root, "train_val", labels_dir=labels_dir, allow_missing=allow_missing)
         _, va = patient_split(full.patients, float(frac), int(seed))
         images = full.subset(va)

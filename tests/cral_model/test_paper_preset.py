@@ -91,3 +91,13 @@ def test_bad_values_are_refused(value: str) -> None:
         TrainConfig(data_root="x", pretrained=value)
     with pytest.raises(ConfigError):
         TrainConfig(data_root="x", normalize=value)
+
+
+def test_cral_eval_val_split_of_a_paper_model_is_refused_with_a_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from cral_model.cli.evaluate import load_eval_images
+
+    meta = {"provenance": {"data": {"format": "nih", "val_fraction": 0.0, "split_seed": 0}}}
+    with pytest.raises(ValueError, match="no validation split; evaluate it with --split test"):
+        load_eval_images(meta, data_root="x", split="val")
