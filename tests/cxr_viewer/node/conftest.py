@@ -127,7 +127,7 @@ def start_node(
             "--retry-seconds",
             "0.5",
             "--network-timeout",
-            "30",
+            "180",
             *extra,
         ]
         with open(log_path, "wb") as log:
@@ -179,7 +179,7 @@ def store(
         classes.add((str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)))
     for sop_class, ts in sorted(classes):
         ae.add_requested_context(sop_class, [ts])
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 180  # fsync on a busy shared disk can be slow
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
     if not assoc.is_established:
         raise ConnectionError("rejected" if assoc.is_rejected else "not established")
