@@ -179,3 +179,32 @@ def test_status_lines_name_the_study_by_a_tag_only():
         f"study {tag}: 3 images triaged in 0.8 s, score 1.42, flagged Effusion; 1 not analysed "
         "(not a radiograph); 4 results queued for PACS@h:104"
     )
+
+
+def test_importing_the_node_loads_no_qt_torch_or_model():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cxr_viewer.node, cxr_viewer.cli.serve; "
+        "print(sorted(m for m in ('PySide6', 'pyqtgraph', 'torch', 'cral_model') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_serve_command_line_refuses_bad_arguments_before_loading_a_model(tmp_path, capsys):
+    from cxr_viewer.cli.triage import main
+
+    base = ["serve", "--spool", str(tmp_path / "s"), "--model", str(tmp_path / "missing.safetensors")]
+    with pytest.raises(SystemExit) as err:
+        main([*base, "--destination", "PACS@h:104"])  # no --accept
+    assert err.value.code == 2 and "--accept" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main([*base, "--accept", "MOD1", "--destination", "PACS-h-104"])
+    assert err.value.code == 2 and "AET@HOST:PORT" in capsys.readouterr().err
+    # a model that does not load: one line, exit 1, nothing listening
+    assert main([*base, "--accept", "MOD1", "--destination", "PACS@h:104"]) == 1
+    assert "cannot load model missing.safetensors" in capsys.readouterr().err
