@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,12 +131,8 @@ def build_results(
     header = evidence_header(source, image.name)
     ranked, score = _ranked(prediction)
     rgb = render_result(image, prediction, findings, algorithm=algorithm, map_region=map_region)
-    with warnings.catch_warnings():
-        # highdicom warns about one-component person names with the name in the message: a header
-        # value must not reach a log, and copying the source's value as it is is what we mean to do
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
-        sr = build_sr(header, ranked, score, algorithm, root=root)
-        sc = build_secondary_capture(header, rgb, algorithm, root=root)
+    sr = build_sr(header, ranked, score, algorithm, root=root)
+    sc = build_secondary_capture(header, rgb, algorithm, root=root)
     return sr, sc
 
 

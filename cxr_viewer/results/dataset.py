@@ -12,7 +12,9 @@ and are still written for them (`cxr_viewer.results.export`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,10 +22,17 @@ from cxr_viewer.core.errors import ImageLoadError
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Iterator
 
     from pydicom.dataset import Dataset
 
-__all__ = ["NoSourceStudyError", "ResultsError", "evidence_header", "read_source"]
+__all__ = [
+    "NoSourceStudyError",
+    "ResultsError",
+    "evidence_header",
+    "person_name_warnings_quiet",
+    "read_source",
+]
 
 #: Type 2 attributes of the Patient and General Study modules that the result objects carry
 _TYPE2 = (
@@ -38,6 +47,18 @@ _TYPE2 = (
     "AccessionNumber",
 )
 _REQUIRED = ("StudyInstanceUID", "SOPClassUID", "SOPInstanceUID")
+
+
+@contextlib.contextmanager
+def person_name_warnings_quiet() -> Iterator[None]:
+    """Silence highdicom's warning about one-component person names while the objects are built.
+
+    Its message quotes the name (a header value must not reach a log), and copying the source's value
+    as it is is what the results mean to do.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
+        yield
 
 
 class ResultsError(ValueError):

@@ -21,6 +21,7 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 
 from cxr_viewer import __version__
+from cxr_viewer.results.dataset import person_name_warnings_quiet
 from cxr_viewer.results.sr import MANUFACTURER, algorithm_key
 from cxr_viewer.results.uids import UID_ROOT, derived_uid
 
@@ -51,30 +52,11 @@ def build_secondary_capture(
         A ``highdicom.sc.SCImage`` (a pydicom Dataset) in the source's study, in the study's SC series.
     """
     key = algorithm_key(algorithm)
-    study, sop = str(source.StudyInstanceUID), str(source.SOPInstanceUID)
-    orientation = source.get("PatientOrientation")
-    has_orientation = orientation is not None and len(orientation) == 2 and all(orientation)
-    sc = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=source,
-        pixel_array=rgb,
-        photometric_interpretation="RGB",
-        bits_allocated=8,
-        coordinate_system="PATIENT",
-        series_instance_uid=derived_uid("sc-series", study, key, root=root),
-        series_number=SC_SERIES_NUMBER,
-        sop_instance_uid=derived_uid("sc-instance", sop, key, root=root),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        # highdicom requires a value for the PATIENT coordinate system; replaced below when unknown
-        patient_orientation=tuple(orientation) if has_orientation else ("L", "F"),
-        transfer_syntax_uid="1.2.840.10008.1.2.1",
-        series_description=SC_SERIES_DESCRIPTION,
-        software_versions=f"cxr-triage {__version__}",
-    )
-    if not has_orientation:
-        sc.add_new(
-            0x00200020, "CS", None
-        )  # Patient Orientation, Type 2: present, empty (unknown), not guessed
+    has_orientation = _has_orientation(source)
+    with person_name_warnings_quiet():
+        sc = _sc_image(source, rgb, algorithm, key, root)
+    if not has_orientation:  # Patient Orientation is Type 2: present and empty (unknown), not guessed
+        sc.add_new(0x00200020, "CS", None)
     if source.get("BodyPartExamined"):
         sc.BodyPartExamined = source.BodyPartExamined
     ref = Dataset()
@@ -85,3 +67,33 @@ def build_secondary_capture(
     sc.BurnedInAnnotation = "NO"
     sc.ImageComments = "RESEARCH USE ONLY - NOT FOR DIAGNOSIS. " + algorithm.name
     return sc
+
+
+def _has_orientation(source: Dataset) -> bool:
+    orientation = source.get("PatientOrientation")
+    return orientation is not None and len(orientation) == 2 and all(orientation)
+
+
+def _sc_image(
+    source: Dataset, rgb: np.ndarray, algorithm: ModelProvenance, key: str, root: str
+) -> hd.sc.SCImage:
+    study, sop = str(source.StudyInstanceUID), str(source.SOPInstanceUID)
+    orientation = source.get("PatientOrientation")
+    has_orientation = _has_orientation(source)
+    return hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=source,
+        pixel_array=rgb,
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        series_instance_uid=derived_uid("sc-series", study, key, root=root),
+        series_number=SC_SERIES_NUMBER,
+        sop_instance_uid=derived_uid("sc-instance", sop, key, root=root),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        # highdicom requires a value for the PATIENT coordinate system; emptied by the caller when unknown
+        patient_orientation=tuple(orientation) if has_orientation else ("L", "F"),
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        series_description=SC_SERIES_DESCRIPTION,
+        software_versions=f"cxr-triage {__version__}",
+    )

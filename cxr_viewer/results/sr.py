@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import highdicom as hd
 
 from cxr_viewer.results import codes
+from cxr_viewer.results.dataset import person_name_warnings_quiet
 from cxr_viewer.results.uids import UID_ROOT, derived_uid
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def build_sr(
         and the checkpoint's, in the study's SR series.
     """
     key = algorithm_key(algorithm)
-    study, sop = str(source.StudyInstanceUID), str(source.SOPInstanceUID)
+    sop = str(source.SOPInstanceUID)
     algo = algorithm_identification(algorithm)
     image_ref = hd.sr.SourceImageForMeasurementGroup.from_source_image(source)
 
@@ -143,7 +144,15 @@ def build_sr(
         imaging_measurements=groups,
         title=codes.TITLE,
     )
-    sr = hd.sr.ComprehensiveSR(
+    with person_name_warnings_quiet():
+        return _comprehensive_sr(source, report, algorithm, key, root)
+
+
+def _comprehensive_sr(
+    source: Dataset, report: hd.sr.MeasurementReport, algorithm: ModelProvenance, key: str, root: str
+) -> hd.sr.ComprehensiveSR:
+    study, sop = str(source.StudyInstanceUID), str(source.SOPInstanceUID)
+    return hd.sr.ComprehensiveSR(
         evidence=[source],
         content=report[0],
         series_instance_uid=derived_uid("sr-series", study, key, root=root),
@@ -156,4 +165,3 @@ def build_sr(
         is_verified=False,
         series_description=SR_SERIES_DESCRIPTION,
     )
-    return sr

@@ -79,3 +79,15 @@ def test_importing_results_and_pacs_loads_no_qt_torch_or_model():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.slow
+def test_results_benchmark_quick_prints_its_table(capsys):
+    from benchmarks.results_dicom import DICOM, main
+
+    if not (DICOM / "RG1_UNCI.dcm").exists():
+        pytest.skip(f"shared test data not available: {DICOM}")
+    assert main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("RG1_UNCI.dcm"))
+    assert "1955x1841" in row and row.split()[-1] == "10.80"  # the SC of RG1: 1955 x 1841 x 3 bytes + header
