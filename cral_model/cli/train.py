@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cral_model.cli._defaults import default_help
-from cral_model.config import ATTENTIONS, BACKBONES, METHODS, MODES, ConfigError
-from cral_model.losses import LOSSES
+from cral_model.config import ATTENTIONS, BACKBONES, LOSSES, METHODS, MODES, ConfigError
 from cral_model.train_config import PAPER_PRESET, TrainConfig
 
 if TYPE_CHECKING:
