@@ -13,13 +13,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["ATTENTIONS", "BACKBONES", "METHODS", "MODES", "ConfigError", "ModelConfig", "PreprocessConfig"]
+__all__ = [
+    "ATTENTIONS",
+    "BACKBONES",
+    "LOSSES",
+    "METHODS",
+    "MODES",
+    "ConfigError",
+    "ModelConfig",
+    "PreprocessConfig",
+]
 
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_lite0")
 ATTENTIONS: tuple[str, ...] = ("att1", "att2")
 MODES: tuple[str, ...] = ("full", "no_category", "no_residual", "no_attention")
 #: the attention methods of our sources (docs/METHODS.md): CRAL, AG-CNN, CAN, iterative attention mining
 METHODS: tuple[str, ...] = ("cral", "agcnn", "can", "iam")
+#: training losses (`cral_model.losses`): BCE, or CAN's class-balanced focal loss
+LOSSES: tuple[str, ...] = ("bce", "can")
 
 _T = TypeVar("_T", bound="DataclassInstance")
 

@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LOSSES", "CANLoss", "build_loss"]
+from cral_model.config import LOSSES
 
-#: names accepted by `build_loss` (``--loss``)
-LOSSES: tuple[str, ...] = ("bce", "can")
+__all__ = ["LOSSES", "CANLoss", "build_loss"]
 
 
 class CANLoss(nn.Module):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cral_model.config import ConfigError, ModelConfig, PreprocessConfig, _from_dict
+from cral_model.config import LOSSES, ConfigError, ModelConfig, PreprocessConfig, _from_dict
 
 __all__ = ["PAPER_PRESET", "TrainConfig", "load_yaml_config"]
 
@@ -196,8 +196,6 @@ class TrainConfig:
             raise ConfigError(f"export must be 'best' or 'last', got {self.export!r}")
         if self.max_train_images is not None and self.max_train_images < 1:
             raise ConfigError("max_train_images must be >= 1")
-        from cral_model.losses import LOSSES
-
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not isinstance(self.iam_rounds, int) or self.iam_rounds < 1:
