@@ -697,13 +697,20 @@ def _pixel_data_cut_off(path: Path) -> bool:
     (pydicom warns "End of file reached before delimiter" and leaves the element out.) Only the first
     64 MiB are searched (the reader's budget refuses larger headers anyway).
     """
+    tag = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
+    tail = b""
     try:
-        size = path.stat().st_size
         with path.open("rb") as fh:
-            data = fh.read(min(size, 64 << 20))
+            for _ in range(64):  # 1 MiB at a time: memory stays small whatever the file holds
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    return False
+                if tag in tail + chunk:
+                    return True
+                tail = chunk[-3:]
     except OSError:
         return False
-    return b"\xe0\x7f\x10\x00" in data  # (7FE0,0010) little endian
+    return False
 
 
 def _check_native_length(ds: Dataset, n_frames: int) -> None:
