@@ -144,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO/DEBUG lines dump headers
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # INFO: a line per copied module, with UIDs
     quiet_decoder_output()  # no header values (patient data) from the decoders on stderr
 
     stop = threading.Event()

@@ -76,10 +76,6 @@ class Sender:
     def _send(self, items: Sequence[OutboxItem]) -> int:
         from pynetdicom import AE, _config
 
-        # a file whose transfer syntax the destination accepted is sent as its bytes, not decoded and
-        # encoded again (an SR is a deep tree: that costs more than the sending); pynetdicom's switch is
-        # process-wide, and the node's SCP side does not read it
-        _config.STORE_SEND_CHUNKED_DATASET = True
         dest = self.config.destination
         ae = AE(self.config.ae_title)
         for sop_class in sorted({i.sop_class for i in items}):
@@ -91,6 +87,11 @@ class Sender:
         if not assoc.is_established:
             why = "refused" if assoc.is_rejected else "aborted" if assoc.is_aborted else "not established"
             raise ConnectionError(f"association {why}")
+        # a file whose transfer syntax the destination accepted is sent as its bytes, not decoded and
+        # encoded again (an SR is a deep tree: that costs more than the sending); pynetdicom's switch is
+        # process-wide (the node's SCP side does not read it), so it is put back afterwards
+        chunked = _config.STORE_SEND_CHUNKED_DATASET
+        _config.STORE_SEND_CHUNKED_DATASET = True
         sent = 0
         handled: set[int] = set()
         as_is = {
@@ -115,6 +116,7 @@ class Sender:
                     code = getattr(status, "Status", None)
                     self._failed(item, "no response" if code is None else f"status 0x{int(code):04X}")
         finally:
+            _config.STORE_SEND_CHUNKED_DATASET = chunked
             if assoc.is_established:
                 assoc.release()
         rest = [i for i in items if i.id not in handled]

@@ -115,6 +115,7 @@ class DicomNode:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Any = None
+        self._ae: Any = None
         self.port = config.port
 
     def start(self) -> None:
@@ -158,6 +159,7 @@ class DicomNode:
         for attr in ("acse_timeout", "dimse_timeout", "network_timeout"):
             setattr(ae, attr, self.config.network_timeout)
         handler = StoreHandler(self.spool, self.journal)
+        self._ae = ae
         self._server = ae.start_server(
             (self.config.host, self.config.port), block=False, evt_handlers=[(evt.EVT_C_STORE, handler)]
         )
@@ -179,9 +181,11 @@ class DicomNode:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop taking associations, finish the work in progress (within ``timeout`` s), close the journal."""
-        if self._server is not None:
-            self._server.shutdown()  # closes the socket, aborts open associations (their last
-            self._server = None  # instance, if unacknowledged, is sent again by the modality)
+        if self._ae is not None:
+            # closes the socket and aborts the open associations: an instance not acknowledged yet is
+            # sent again by its sender; one acknowledged is in the journal
+            self._ae.shutdown()
+            self._ae = self._server = None
         self._stop.set()
         deadline = time.monotonic() + timeout
         for t in self._threads:

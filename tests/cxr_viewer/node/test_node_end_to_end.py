@@ -125,3 +125,6 @@ def test_rg1_to_the_node_and_its_results_to_orthanc(
     log = node.log_text()
     assert "stopped" in log
     assert_no_patient_data(log, str(source.PatientName), str(source.PatientID), "CompressedSamples")
+    # nor UIDs: a study is named by its tag (some sites build UIDs from accession numbers)
+    assert source.StudyInstanceUID not in log and source.SOPInstanceUID not in log
+    assert "1.2.826.0.1.3680043" not in log  # the results' UID root (pydicom's) either
