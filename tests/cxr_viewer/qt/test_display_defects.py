@@ -315,3 +315,16 @@ def test_help_and_readme_list_the_new_keys(qtbot, make_window) -> None:
     ):
         assert keys in SHORTCUTS_TEXT
     assert "6 lung" in readme and "8 bone" in readme
+
+
+def test_no_two_actions_share_a_key(qtbot, make_window, shared_data) -> None:
+    """A shared key is an 'ambiguous shortcut' in Qt: neither action runs (presets included)."""
+    import collections
+
+    window = _open(qtbot, make_window, [shared_data("dicom", "RG1_UNCI.dcm")])
+    keys = collections.Counter(
+        a.shortcut().toString()
+        for a in window.findChildren(type(window.fit_action))
+        if not a.shortcut().isEmpty()
+    )
+    assert {k: n for k, n in keys.items() if n > 1} == {}
