@@ -137,13 +137,13 @@ class Sender:
             except OSError:
                 moved = str(path)
             self.journal.mark_dead(item.id, reason, moved)
-            log.error(
-                "study %s: %s result dead-lettered after %d attempts (%s) -> %s",
+            log.error(  # the file name holds a UID: not printed (the journal has it)
+                "study %s: %s result dead-lettered after %d attempts (%s), in %s/",
                 study_tag(item.study_uid),
                 item.kind,
                 attempts,
                 reason,
-                Path(moved).name,
+                Path(moved).parent.name,
             )
         else:
             delay = self.config.retry_delay(attempts)

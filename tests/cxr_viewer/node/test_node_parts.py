@@ -167,7 +167,8 @@ def test_sender_retries_then_dead_letters_when_the_destination_is_down(tmp_path,
     assert (s.dead_letter / path.name).read_bytes() == b"an SR" and not path.exists()
     text = caplog.text
     assert "attempt 1 of 2" in text and "dead-lettered after 2 attempts" in text
-    assert STUDY not in text and study_tag(STUDY) in text
+    assert "in dead-letter/" in text and study_tag(STUDY) in text
+    assert STUDY not in text and "1.2.3" not in text  # no UID of the study or the source
     j.close()
 
 
