@@ -136,11 +136,12 @@ def prepare(args: argparse.Namespace) -> int:
         names, paths, files, source = _nih_images(args)
     _log.info("caching %d images at %d x %d px into %s with %d processes", len(names), args.size, args.size,
               out, args.workers)  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    for f in files:  # first: an interrupted cache is then named as such, not as lacking its labels
+        shutil.copyfile(f, out / f.name)
     summary = build_cache(
         names, paths, out, size=args.size, workers=args.workers, source=source, progress=args.progress
     )
-    for f in files:
-        shutil.copyfile(f, out / f.name)
     _log.info(
         "cache %s: %d images (%d written now, %d kept from an earlier run), %d unreadable%s",
         out,

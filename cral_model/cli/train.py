@@ -369,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(getattr(args, "log_level", _LOG_LEVEL), cfg.output if is_main else None)
 
     from cral_model.data import MissingImagesError
+    from cral_model.data.cache import CacheError
     from cral_model.engine import fit
     from cral_model.models.backbones import PretrainedWeightsUnavailable
 
@@ -377,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = fit(cfg, resume=resume_path, command=command)
     except TrainStateError as exc:  # found while restoring: the weights do not fit the model, ...
         return _cannot_resume(exc, args)
-    except (MissingImagesError, PretrainedWeightsUnavailable, FileNotFoundError) as exc:
+    except (MissingImagesError, PretrainedWeightsUnavailable, FileNotFoundError, CacheError) as exc:
         _log.error("%s", exc)
         return 2
     except KeyboardInterrupt:

@@ -192,3 +192,24 @@ def test_a_cache_smaller_than_the_resize_is_named(real_cache: tuple[Path, Path])
     assert cache_resolution_warning([cache], SIZE) is None
     msg = cache_resolution_warning([shared / "chestxray14-labels", cache], 256)
     assert msg is not None and f"{SIZE} px" in msg and "--size 256" in msg
+
+
+def test_cral_train_on_an_unfinished_cache_says_what_to_do(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cral_model.cli.train import main as train_main
+
+    names, paths = _images(tmp_path, 3)
+    build_cache(names, paths, tmp_path / "c", size=16, workers=0)
+    meta = json.loads((tmp_path / "c" / "cache.json").read_text())
+    (tmp_path / "c" / "cache.json").write_text(json.dumps({**meta, "complete": False}))
+    from cral_model.data.cache import _open_cache
+
+    _open_cache.cache_clear()
+    own = tmp_path / "csv" / "own.csv"  # names the cached files, which are not beside it
+    own.parent.mkdir()
+    own.write_text("path,Finding Labels\n" + "".join(f"{n},No Finding\n" for n in names))
+    argv = ["--train-csv", str(own), "--data-root", str(tmp_path / "c"), "--output", str(tmp_path / "run")]
+    rc = train_main([*argv, "--no-progress"])
+    assert rc == 2
+    assert "unfinished cache" in caplog.text and "run the same cral-prepare command again" in caplog.text
