@@ -162,9 +162,11 @@ class PresetControls:
         with QSignalBlocker(self.combo):
             self.combo.clear()
             self.combo.addItems([p.name for p in self._presets])
-        for act in self._actions:
-            self._window.removeAction(act)
         self._menu.clear()
+        for act in self._actions:  # gone for good: an old preset's key must not linger
+            self._window.removeAction(act)
+            act.setParent(None)
+            act.deleteLater()
         self._actions = []
         for i, preset in enumerate(self._presets):
             act = make_action(self._window, preset.name, lambda _=False, n=i: self.apply(n), preset.shortcut)
