@@ -59,22 +59,23 @@ def _train(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -
         opt.step()
 
 
-def _rank(rank: int, port: int, sync: bool, out: str) -> None:
+def _rank(rank: int, port: int, out: str) -> None:
+    """One rank: the same few steps with global-batch and with per-rank batch norm (one spawn, lean)."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        model = _tiny()
-        if sync:
-            model = convert_sync_batchnorm(model, torch.device("cpu"))
-        ddp = nn.parallel.DistributedDataParallel(model)
         half = BATCH // 2
-        _train(
-            ddp,
-            [(x[rank * half : (rank + 1) * half], y[rank * half : (rank + 1) * half]) for x, y in _batches()],
-        )
-        torch.save(model.state_dict(), f"{out}.{rank}")
+        shard = [
+            (x[rank * half : (rank + 1) * half], y[rank * half : (rank + 1) * half]) for x, y in _batches()
+        ]
+        for sync in (True, False):
+            model = _tiny()
+            if sync:
+                model = convert_sync_batchnorm(model, torch.device("cpu"))
+            _train(nn.parallel.DistributedDataParallel(model), shard)
+            torch.save(model.state_dict(), f"{out}.{'sync' if sync else 'plain'}.{rank}")
     finally:
         dist.destroy_process_group()
 
@@ -85,18 +86,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _two_ranks(tmp_path: Path, sync: bool) -> list[dict[str, torch.Tensor]]:
-    out = str(tmp_path / ("sync" if sync else "plain"))
-    mp.spawn(_rank, args=(_free_port(), sync, out), nprocs=2, join=True)
-    return [torch.load(f"{out}.{r}", weights_only=True) for r in (0, 1)]
+def _two_ranks(tmp_path: Path) -> dict[str, list[dict[str, torch.Tensor]]]:
+    out = str(tmp_path / "state")
+    mp.spawn(_rank, args=(_free_port(), out), nprocs=2, join=True)
+    return {k: [torch.load(f"{out}.{k}.{r}", weights_only=True) for r in (0, 1)] for k in ("sync", "plain")}
 
 
 def test_two_gloo_ranks_with_sync_bn_match_one_process(tmp_path: Path) -> None:
     one = _tiny()
     _train(one, _batches())
     ref = one.state_dict()
-    synced = _two_ranks(tmp_path, sync=True)
-    plain = _two_ranks(tmp_path, sync=False)
+    runs = _two_ranks(tmp_path)
+    synced, plain = runs["sync"], runs["plain"]
     for k, v in ref.items():
         torch.testing.assert_close(synced[0][k], v, atol=2e-5, rtol=1e-4, msg=k)  # weights and running stats
         torch.testing.assert_close(synced[1][k], synced[0][k], atol=0, rtol=0, msg=k)
