@@ -462,6 +462,10 @@ class Worklist(QTreeView):
             for r in range(self.proxy.rowCount())
             if self.isExpanded(self.proxy.index(r, COL_NAME))
         }
+        top = self.currentIndex()
+        while top.parent().isValid():
+            top = top.parent()
+        current_open = top.isValid() and self.isExpanded(top.siblingAtColumn(COL_NAME))
         arrivals = sorted(self._images.values(), key=lambda im: im.arrival)
         self._groups = group_worklist([im.facts for im in arrivals], self._scores())
         self._studies = {s.key: s for p in self._groups for s in p.studies}
@@ -492,6 +496,11 @@ class Worklist(QTreeView):
             if current_image is not None:
                 on_study = current_key and current_key in self._study_rows
                 self._select(current_image, study_row=bool(on_study), quiet=True)
+                top = self.currentIndex()
+                while top.parent().isValid():
+                    top = top.parent()
+                if current_open and top.isValid():  # its study moved (a header was read): still open
+                    self.expand(top.siblingAtColumn(COL_NAME))
         finally:
             self._quiet = False
         if current_image is not None and self._current_image_raw() != current_image:

@@ -121,6 +121,10 @@ def test_five_rg1_files_are_one_study(qtbot, make_window, shared_data, fake_pred
     best = max(window.studies.values(), key=lambda s: s.score)
     assert patient.current.score == pytest.approx(best.score)
     assert window.worklist.score_of(patient.current.best_image) == pytest.approx(best.score)
+    # the selected study stayed open while its files moved into it (headers read): its images show
+    worklist = window.worklist
+    assert worklist.isExpanded(worklist.proxy.index(0, 0))
+    assert worklist.proxy.rowCount(worklist.proxy.index(0, 0)) == 4
 
 
 def test_a_lateral_is_shown_not_scored_and_the_study_takes_the_frontal_score(
