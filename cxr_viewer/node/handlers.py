@@ -159,13 +159,11 @@ class StoreHandler:
     Args:
         spool: where instances are written.
         journal: where they are recorded.
-        on_stored: called with the Study Instance UID after each newly acknowledged instance.
     """
 
-    def __init__(self, spool: Spool, journal: Journal, on_stored: Any = None) -> None:
+    def __init__(self, spool: Spool, journal: Journal) -> None:
         self.spool = spool
         self.journal = journal
-        self.on_stored = on_stored
 
     def __call__(self, event: Any) -> Any:
         calling = str(getattr(event.assoc.requestor, "ae_title", "") or "").strip()
@@ -193,12 +191,10 @@ class StoreHandler:
         try:
             path = self.spool.instance_path(checked.sop_uid)
             self.spool.write_atomic(path, event.encoded_dataset(include_meta=True))
-            new = self.journal.record_instance(
+            self.journal.record_instance(
                 checked.sop_uid, checked.study_uid, checked.sop_class, str(path), calling
             )
         except Exception as exc:  # disk full, journal locked: the sender must try again later
             log.error("cannot spool an instance from %s: %s", calling, type(exc).__name__)
             return _status(OUT_OF_RESOURCES, f"cannot spool: {type(exc).__name__}")
-        if new and self.on_stored is not None:
-            self.on_stored(checked.study_uid)
         return SUCCESS
