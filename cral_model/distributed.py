@@ -120,8 +120,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm whose training statistics are those of the global batch over every rank.
 
     In training mode with an initialised process group of more than one rank, the per-channel mean and
-    then the biased variance are summed over ranks with ``torch.distributed.nn.functional.all_reduce``
-    (differentiable: its backward all-reduces the gradients, so each rank's inputs get the gradient of
+    then the biased variance are summed over ranks with a differentiable all-reduce (`_sum_over_ranks`:
+    its backward all-reduces the gradients, so each rank's inputs get the gradient of
     the global batch), two passes like torch's own kernel; the running statistics are updated with the
     unbiased variance of the global batch, exactly as `torch.nn.BatchNorm2d` over the whole batch. Any
     other case (eval, one process) is plain batch norm. Works on every backend (gloo on CPU), unlike
@@ -168,11 +168,18 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
-    """Differentiable all-reduce (sum) over the default group."""
-    from torch.distributed.nn.functional import all_reduce
+    """Differentiable all-reduce (sum) over the default group; its backward all-reduces the gradient.
 
-    out: torch.Tensor = all_reduce(t)  # type: ignore[no-untyped-call]
-    return out
+    torch's functional collectives (what ``torch.distributed.nn.functional.all_reduce``, now deprecated,
+    points to); the result is waited for here, so callers get a plain tensor.
+    """
+    import torch.distributed as dist
+    import torch.distributed._functional_collectives as funcol
+
+    assert dist.group.WORLD is not None
+    out = funcol.all_reduce(t, "sum", dist.group.WORLD)
+    waited: torch.Tensor = funcol.wait_tensor(out)  # type: ignore[no-untyped-call]
+    return waited
 
 
 def _to_global_bn(module: nn.Module) -> nn.Module:
