@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import subprocess
 import sys
 
 import pydicom
 import pytest
-from conftest import NODE_AET, ROOT, SCU_AET, assert_no_patient_data, node_env, start_node
+from node_helpers import NODE_AET, ROOT, SCU_AET, assert_no_patient_data, need_storescu, node_env, start_node
 
 from cxr_viewer.core.io import load_image
 
@@ -74,9 +73,7 @@ def test_rg1_to_the_node_and_its_results_to_orthanc(
     make_orthanc, node_checkpoint, shared_data, tmp_path, running_nodes
 ):
     rg1 = shared_data("dicom", "RG1_UNCR.dcm")
-    storescu = shutil.which("storescu")
-    if storescu is None:
-        pytest.skip("dcmtk's storescu is not installed (apt-get install -y dcmtk; .ci/run does it)")
+    storescu = need_storescu()
     pacs = make_orthanc()
     node = start_node(tmp_path / "spool", pacs, node_checkpoint, quiet=0.5)
     running_nodes.append(node)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import (
+from node_helpers import (
     PATIENT_ID,
     PATIENT_NAME,
     assert_no_patient_data,

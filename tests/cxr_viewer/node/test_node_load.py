@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pydicom
 import pytest
-from conftest import assert_no_patient_data, small_instances, start_node, store
+from node_helpers import assert_no_patient_data, small_instances, start_node, store
 
 from cxr_viewer.node.handlers import SUCCESS
 from cxr_viewer.node.journal import Journal

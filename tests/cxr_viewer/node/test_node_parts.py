@@ -9,8 +9,8 @@ import struct
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import PATIENT_ID, PATIENT_NAME, small_instances
 from helpers.orthanc import free_port
+from node_helpers import PATIENT_ID, PATIENT_NAME, small_instances
 
 from cxr_viewer.node.config import Destination, NodeConfig, parse_destination
 from cxr_viewer.node.handlers import CANNOT_UNDERSTAND, DOES_NOT_MATCH, BadDataset, check_dataset

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 
 import pydicom
-import pytest
+from node_helpers import need_storescu
 
 
 def test_orthanc_stores_over_dicom_and_answers_dicomweb(orthanc, shared_data):
     rg1 = shared_data("dicom", "RG1_UNCR.dcm")
-    storescu = shutil.which("storescu")
-    if storescu is None:
-        pytest.skip("dcmtk's storescu is not installed (apt-get install -y dcmtk)")
+    storescu = need_storescu()
     done = subprocess.run(
         [storescu, "-aet", "TESTSCU", "-aec", orthanc.aet, orthanc.host, str(orthanc.dicom_port), str(rg1)],
         capture_output=True,
