@@ -85,10 +85,21 @@ def _text(
     import cv2
 
     ascii_text = text.encode("ascii", "replace").decode("ascii")
-    # a dark outline first, so the text reads on bright and dark parts of the film alike
-    cv2.putText(
-        canvas, ascii_text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA
-    )
+    # a dark outline first, so the text reads on bright and dark parts of the film alike: the same text
+    # shifted by a pixel or two around it (a thicker stroke would change OpenCV's letter advances and
+    # drift away from the text it outlines)
+    d = max(1, thickness)
+    for dx, dy in ((-d, 0), (d, 0), (0, -d), (0, d), (-d, -d), (d, d), (-d, d), (d, -d)):
+        cv2.putText(
+            canvas,
+            ascii_text,
+            (org[0] + dx, org[1] + dy),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            thickness,
+            cv2.LINE_AA,
+        )
     cv2.putText(canvas, ascii_text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
 
 
@@ -100,9 +111,9 @@ def _text_size(text: str, scale: float, thickness: int) -> tuple[int, int]:
 
 
 def _finding_line(rank: int, f: Finding) -> str:
-    thr = "no threshold" if f.threshold is None else f"threshold {f.threshold:.2f}"
+    thr = "no threshold" if f.threshold is None else f"threshold {f.threshold:.3f}"
     flag = "  FLAGGED" if f.above_threshold else ""
-    return f"{rank}. {f.display_name}  {f.probability:.2f}  ({thr}){flag}"
+    return f"{rank}. {f.display_name}  {f.probability:.3f}  ({thr}){flag}"
 
 
 def render_results_image(
@@ -183,7 +194,7 @@ def render_results_image(
     if model_name:
         lines.append((model_name, _GREY))
     line_h = _text_size("Ag", fs, th)[1] + pad // 2
-    panel_w = min(w, max(_text_size(t, fs, th)[0] for t, _ in lines) + 2 * pad)
+    panel_w = min(w, max(_text_size(t, fs, th)[0] for t, _ in lines) + 2 * pad + 2 * th)
     panel_h = min(h, line_h * len(lines) + pad)
     # darken the panel's background so the text is legible whatever is under it
     rgb[:panel_h, :panel_w] = (rgb[:panel_h, :panel_w].astype(np.float32) * 0.35).astype(np.uint8)
