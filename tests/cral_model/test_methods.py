@@ -258,3 +258,36 @@ def test_train_resume_exactly_then_predictor_and_onnx_agree(
             np.testing.assert_allclose(pe.crop_box, pf.crop_box, atol=1e-6)
         else:
             assert pe.crop_box is None and pf.crop_box is None
+
+
+@pytest.mark.slow
+def test_agcnn_two_gloo_ranks_match_one_process(synth_root: Path, tmp_path: Path) -> None:
+    """AG-CNN freezes branches stage by stage after DDP wrapped the model: with --freeze-bn two ranks
+    must still train exactly like one process (float32 rounding)."""
+    import os
+    import subprocess
+    import sys
+
+    from cral_model.cli.train import get_parser, resolve_config
+
+    args = [
+        "--data-root", str(synth_root), "--backbone", "resnet18", "--input-size", "64", "--resize", "64",
+        "--pretrained", "none", "--batch-size", "8", "--workers", "0", "--threads", "1",
+        "--val-fraction", "0.3", "--no-progress", "--epochs", "1", "--lr", "0.02", "--seed", "3",
+        "--method", "agcnn", "--freeze-bn",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    two = tmp_path / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "cral_model.cli.train", "--output", str(two), *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    one = tmp_path / "one"
+    cfg, _ = resolve_config(get_parser().parse_args(["--output", str(one), *args]))
+    fit(cfg)
+    a, b = load_train_state(one / "last.pt"), load_train_state(two / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for k in a["model"]:
+        torch.testing.assert_close(b["model"][k], a["model"][k], atol=1e-5, rtol=0, msg=k)
