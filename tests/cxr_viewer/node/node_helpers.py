@@ -200,6 +200,22 @@ def store(
     return out
 
 
+def echo(port: int, *, calling: str = SCU_AET, called: str = NODE_AET) -> int:
+    """C-ECHO (Verification) to 127.0.0.1:``port``; its status (-1 when there was no answer)."""
+    from pynetdicom import AE
+
+    ae = AE(calling)
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    if not assoc.is_established:
+        raise ConnectionError("rejected" if assoc.is_rejected else "not established")
+    try:
+        status = assoc.send_c_echo()
+        return int(status.Status) if "Status" in status else -1
+    finally:
+        assoc.release()
+
+
 def small_instances(rg1: Path, n: int, studies: int = 1, step: int = 8) -> list[Dataset]:
     """``n`` real CR instances: RG1's header and pixels (every ``step``-th pixel: 245 x 231), each with
     a new SOP Instance UID, spread over ``studies`` new studies (one series each), and the test's

@@ -11,6 +11,7 @@ from node_helpers import (
     PATIENT_ID,
     PATIENT_NAME,
     assert_no_patient_data,
+    echo,
     small_instances,
     start_node,
     store,
@@ -40,7 +41,10 @@ def test_unknown_ae_refused_bad_datasets_failed_and_the_node_goes_on(
     running_nodes.append(node)
     good1, good2, truncated, no_study, short_pixels = small_instances(rg1, 5)
 
-    # an unknown calling AE title is refused at association, nothing stored
+    # Verification from an accepted AE answers; an unknown calling AE title is refused at association
+    assert echo(node.port) == SUCCESS
+    with pytest.raises(ConnectionError, match="rejected"):
+        echo(node.port, calling="STRANGER")
     with pytest.raises(ConnectionError, match="rejected"):
         store(node.port, [good1], calling="STRANGER")
     # as is a known one calling another AE title than the node's
