@@ -354,8 +354,8 @@ class Worklist(QTreeView):
 
     def select_top(self, wanted: Callable[[int], bool]) -> bool:
         """After loading: select the top of the triage list unless the user chose a row; True if moved."""
-        if self.user_moved:
-            return False
+        if self.user_moved or len(self._images) < 2:
+            return False  # the user chose; or a single image: nothing to choose from
         first = next((sid for sid in self.top_study_ids() if wanted(sid)), None)
         if first is None or (self._current_row_study() == self._study_of.get(first) and self._at_study_row()):
             return False
