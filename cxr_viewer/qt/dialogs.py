@@ -50,7 +50,7 @@ Keys
             Ctrl+F search by name (file name, patient number, study)
   O: attention map on/off    Ctrl+.: cancel analysis    Ctrl+Return: analyse remaining
   Ctrl+O: open files    Ctrl+Shift+O: open folder    Ctrl+Shift+P: open from PACS    Ctrl+L: load model
-  Ctrl+E: export results (DICOM SR + secondary capture)    F1: this list
+  Ctrl+E: export results (DICOM SR + secondary capture)    F1: this list    Ctrl+Q: quit
 
 Files and folders can be dropped anywhere on the window."""
 
