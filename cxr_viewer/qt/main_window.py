@@ -57,7 +57,7 @@ from cxr_viewer.qt.workers_bridge import WorkerBridge
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from PySide6.QtGui import QActionGroup, QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
+    from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent
 
     from cxr_viewer.core.image import XrayImage
     from cxr_viewer.core.io import FoundFile
@@ -80,6 +80,11 @@ class MainWindow(QMainWindow):
         cache_size: decoded images kept for fast switching between studies.
         cpu_threads: torch threads for CPU inference (see :class:`InferenceWorker`); None leaves torch alone.
     """
+
+    # Actions built from the MENUS table (set as attributes by build_menu) that other modules use by name.
+    next_action: QAction
+    prev_action: QAction
+    flagged_only_action: QAction
 
     model_requested = Signal(str)
 

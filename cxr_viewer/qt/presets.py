@@ -27,6 +27,9 @@ from cxr_viewer.core.windowing import (
 from cxr_viewer.qt.actions import make_action
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
     from PySide6.QtCore import QSettings
     from PySide6.QtGui import QAction
 
@@ -141,14 +144,7 @@ class PresetControls:
             label = "File VOI LUT" + (f" ({image.voi_lut.explanation})" if image.voi_lut.explanation else "")
             self._presets.insert(0, WindowPreset(label, "0", lambda _px: self._state.window))
         for name, center, width in self.user_presets():
-            stored = (center, width)
-            self._presets.append(
-                WindowPreset(
-                    f"My: {name}",
-                    "",
-                    lambda _px, w=stored: window_from_stored(w, image) if image is not None else w,
-                )
-            )
+            self._presets.append(WindowPreset(f"My: {name}", "", _user_window((center, width), image)))
         self._windows = [None] * len(self._presets)
         if image is not None:
             batched = [i for i, p in enumerate(self._presets) if p.percentiles is not None]
@@ -218,3 +214,14 @@ class PresetControls:
     def close_controls(self) -> None:
         """Stop listening to the state."""
         self._unsubscribe()
+
+
+def _user_window(
+    stored: tuple[float, float], image: XrayImage | None
+) -> Callable[[np.ndarray], tuple[float, float]]:
+    """A user preset's window (kept in stored values) as the display window of ``image``."""
+
+    def compute(_px: np.ndarray) -> tuple[float, float]:
+        return window_from_stored(stored, image) if image is not None else stored
+
+    return compute

@@ -129,12 +129,16 @@ class TagBrowser(QDialog):
             own = not needle or any(needle in item.text(c).lower() for c in range(4))
             child = False
             for i in range(item.childCount()):
-                child = visit(item.child(i)) or child
+                sub = item.child(i)
+                if sub is not None:
+                    child = visit(sub) or child
             item.setHidden(not (own or child))
             return own or child
 
         for i in range(self.tree.topLevelItemCount()):
-            visit(self.tree.topLevelItem(i))
+            top = self.tree.topLevelItem(i)
+            if top is not None:
+                visit(top)
 
     def rows_shown(self) -> list[tuple[str, str, str, str]]:
         """The rows not hidden by the filter, depth first (for tests)."""
@@ -144,8 +148,12 @@ class TagBrowser(QDialog):
             if not item.isHidden():
                 out.append((item.text(0), item.text(1), item.text(2), item.text(3)))
             for i in range(item.childCount()):
-                walk(item.child(i))
+                sub = item.child(i)
+                if sub is not None:
+                    walk(sub)
 
         for i in range(self.tree.topLevelItemCount()):
-            walk(self.tree.topLevelItem(i))
+            top = self.tree.topLevelItem(i)
+            if top is not None:
+                walk(top)
         return out

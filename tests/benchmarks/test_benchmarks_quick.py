@@ -20,6 +20,7 @@ KEYS = (
     "gui_max_stall_ms",
     "startup_s",
     "train_step_ratio",
+    "input_cache_speedup_vs_png",
 )
 
 

@@ -111,14 +111,16 @@ class _WorklistProxy(QSortFilterProxyModel):
         self.flagged_only = False
         self.search = ""
 
-    def lessThan(self, left: QModelIndex, right: QModelIndex) -> bool:  # Qt override
+    def lessThan(
+        self, left: QModelIndex | QPersistentModelIndex, right: QModelIndex | QPersistentModelIndex
+    ) -> bool:  # Qt override
         if left.parent().isValid():  # images and priors beneath a study: always in their own order
             a, b = left.data(CHILD_ROLE), right.data(CHILD_ROLE)
             return bool(a > b) if self.sortOrder() == Qt.SortOrder.DescendingOrder else bool(a < b)
         if left.data(SORT_ROLE) == right.data(SORT_ROLE):  # ties: the first to arrive first, either way
             a, b = (
-                left.siblingAtColumn(COL_NAME).data(SORT_ROLE),
-                right.siblingAtColumn(COL_NAME).data(SORT_ROLE),
+                left.sibling(left.row(), COL_NAME).data(SORT_ROLE),
+                right.sibling(right.row(), COL_NAME).data(SORT_ROLE),
             )
             return bool(a > b) if self.sortOrder() == Qt.SortOrder.DescendingOrder else bool(a < b)
         return bool(super().lessThan(left, right))
@@ -462,10 +464,10 @@ class Worklist(QTreeView):
             for r in range(self.proxy.rowCount())
             if self.isExpanded(self.proxy.index(r, COL_NAME))
         }
-        top = self.currentIndex()
-        while top.parent().isValid():
-            top = top.parent()
-        current_open = top.isValid() and self.isExpanded(top.siblingAtColumn(COL_NAME))
+        here = self.currentIndex()
+        while here.parent().isValid():
+            here = here.parent()
+        current_open = here.isValid() and self.isExpanded(here.siblingAtColumn(COL_NAME))
         arrivals = sorted(self._images.values(), key=lambda im: im.arrival)
         self._groups = group_worklist([im.facts for im in arrivals], self._scores())
         self._studies = {s.key: s for p in self._groups for s in p.studies}
@@ -496,11 +498,11 @@ class Worklist(QTreeView):
             if current_image is not None:
                 on_study = current_key and current_key in self._study_rows
                 self._select(current_image, study_row=bool(on_study), quiet=True)
-                top = self.currentIndex()
-                while top.parent().isValid():
-                    top = top.parent()
-                if current_open and top.isValid():  # its study moved (a header was read): still open
-                    self.expand(top.siblingAtColumn(COL_NAME))
+                here = self.currentIndex()
+                while here.parent().isValid():
+                    here = here.parent()
+                if current_open and here.isValid():  # its study moved (a header was read): still open
+                    self.expand(here.siblingAtColumn(COL_NAME))
         finally:
             self._quiet = False
         if current_image is not None and self._current_image_raw() != current_image:

@@ -42,6 +42,7 @@ def _right_drag(view, start: QPoint, dy: int, steps: int = 10) -> None:
             right,
         )
     _send(viewport, QEvent.Type.MouseButtonRelease, start + QPoint(0, dy), right, Qt.MouseButton.NoButton)
+    QApplication.processEvents()  # as between two real drags (the view repaints)
 
 
 def _open(qtbot, make_window, paths, **kwargs):
