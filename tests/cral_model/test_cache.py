@@ -23,6 +23,7 @@ from cral_model.data import (
 from cral_model.data.cache import CacheError, open_cache, to_cache_pixels, verify_cache
 from cral_model.data.cache_build import build_cache
 
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"  # ../shared/data beside the repo
 SIZE = 64  # small rows keep the tests lean; the format does not depend on the side
 
 
@@ -39,8 +40,8 @@ def _prepare(shared: Path, out: Path, *extra: str) -> int:
 
 @pytest.fixture(scope="module")
 def real_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from conftest import SHARED_DATA
-
+    # not `from conftest import ...`: several test folders have a conftest module, and in a full run
+    # the name `conftest` may be another folder's
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     out = tmp_path_factory.mktemp("cache") / "cxr64"
