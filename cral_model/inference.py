@@ -240,19 +240,7 @@ class Predictor:
         """Run on an already preprocessed batch (B, C, S, S)."""
         if self._runner is not None:
             probs, att, sal, ev, *rest = self._runner.run_all(batch)
-            boxes = rest[0] if rest else None
-            return [
-                Prediction(
-                    self.class_names,
-                    probs[i],
-                    att[i],
-                    sal[i],
-                    self.thresholds,
-                    ev[i],
-                    None if boxes is None else boxes[i],
-                )
-                for i in range(len(probs))
-            ]
+            return self._predictions(probs, att, sal, ev, rest[0] if rest else None)
         x = batch.to(self.device, non_blocking=True)
         if self.device.startswith("cuda"):
             x = x.contiguous(memory_format=torch.channels_last)
@@ -262,6 +250,17 @@ class Predictor:
         sal = out.saliency.float().cpu().numpy()
         ev = out.evidence.float().cpu().numpy()
         boxes = None if out.box is None else out.box.float().cpu().numpy()
+        return self._predictions(probs, att, sal, ev, boxes)
+
+    def _predictions(
+        self,
+        probs: np.ndarray,
+        att: np.ndarray,
+        sal: np.ndarray,
+        ev: np.ndarray,
+        boxes: np.ndarray | None,
+    ) -> list[Prediction]:
+        """One :class:`Prediction` per image of a batch's outputs (eager or ONNX)."""
         return [
             Prediction(
                 self.class_names,

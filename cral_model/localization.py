@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cral_model.labels import CLASS_NAMES
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -66,17 +68,8 @@ _log = logging.getLogger(__name__)
 MAP_THRESHOLDS: tuple[int, ...] = (60, 180)
 #: the IoBB / IoU thresholds T of the accuracy
 T_VALUES: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
-#: the 8 findings with boxes, in CLASS_NAMES order
-BOX_CLASSES: tuple[str, ...] = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-)
+#: the 8 findings with boxes: the first 8 of CLASS_NAMES (Atelectasis ... Pneumothorax)
+BOX_CLASSES: tuple[str, ...] = CLASS_NAMES[:8]
 #: side of the NIH PNGs, the frame of ``BBox_List_2017.csv``
 BOX_FRAME = 1024
 #: Wang et al. 2017 (ChestX-ray14 revision), accuracy at T(IoBB) = 0.1
