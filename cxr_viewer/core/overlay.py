@@ -29,6 +29,7 @@ __all__ = [
     "attention_to_heatmap",
     "class_map",
     "colormap_lut",
+    "crop_box_outline",
     "heatmap_for",
     "low_resolution_note",
     "map_grid",
@@ -209,6 +210,30 @@ def heatmap_for(state: ViewerState) -> np.ndarray | None:
     out = np.zeros((h, w), np.float32)
     out[r0:r1, c0:c1] = attention_to_heatmap(att, (r1 - r0, c1 - c0), normalize=stretch)
     return out
+
+
+def crop_box_outline(state: ViewerState) -> np.ndarray | None:
+    """The region a two-branch model (AG-CNN) cropped for its local branch, as a closed path on the
+    display: (5, 2) float (x, y) in display pixel coordinates, or None when the prediction has no box.
+
+    The prediction's ``crop_box`` is ``(x0, y0, x1, y1)`` in fractions of the network input, the frame
+    its maps cover (``state.map_region`` of the source image); the corners are mapped to source pixels
+    and then through the display orientation (rotations and flips), like the maps.
+    """
+    image, pred = state.image, state.prediction
+    box = getattr(pred, "crop_box", None) if pred is not None else None
+    if image is None or box is None:
+        return None
+    x0, y0, x1, y1 = (float(v) for v in np.clip(np.asarray(box, dtype=np.float64).reshape(4), 0.0, 1.0))
+    if not (x1 > x0 and y1 > y0):
+        return None
+    h, w = image.shape
+    top, left, bottom, right = state.map_region
+    cols = [w * (left + (right - left) * x) for x in (x0, x1)]
+    rows = [h * (top + (bottom - top) * y) for y in (y0, y1)]
+    corners = [(cols[a], rows[b]) for a, b in ((0, 0), (1, 0), (1, 1), (0, 1), (0, 0))]
+    shape = (int(h), int(w))
+    return np.array([state.orientation.point_to_display(x, y, shape) for x, y in corners], dtype=np.float64)
 
 
 def outline_paths(heat: np.ndarray, level: float = OUTLINE_LEVEL) -> list[np.ndarray]:

@@ -20,6 +20,7 @@ from cxr_viewer.core.orientation import describe, edge_letters, zoom_from_drag
 from cxr_viewer.core.overlay import (
     OUTLINE_LEVEL,
     colormap_lut,
+    crop_box_outline,
     heatmap_for,
     low_resolution_note,
     map_grid,
@@ -147,6 +148,13 @@ class ImageView(QWidget):
         self.view_box.addItem(self.base_item)
         self.view_box.addItem(self.overlay_item)
         self.view_box.addItem(self.outline_item)
+        # AG-CNN: the region its local branch looked at (the prediction's crop box), dashed
+        self.crop_item = pg.PlotCurveItem(
+            pen=pg.mkPen((0, 230, 255), width=2, cosmetic=True, style=Qt.PenStyle.DashLine)
+        )
+        self.crop_item.setZValue(12)
+        self.crop_item.hide()
+        self.view_box.addItem(self.crop_item)
         self.annotations = AnnotationLayer(self.view_box)
         self._first_part: list[tuple[float, float]] = []  # CTR heart width / angle first ray, drawn
         self._status_text = ""
@@ -270,6 +278,7 @@ class ImageView(QWidget):
             self.base_item.clear()
             self.overlay_item.clear()
             self.outline_item.hide()
+            self.crop_item.hide()
             self._display_shape = None
             self.placeholder.show()
             for label in (self.corner_top_left, self.corner_top_right, self.corner_bottom_left):
@@ -352,8 +361,30 @@ class ImageView(QWidget):
 
     def _render_overlay(self) -> None:
         shown = self._render_overlay_item()
-        self.corner_bottom_right.setText(self._overlay_caption() if shown else "")
+        boxed = shown and self._render_crop_box()
+        if not boxed:
+            self.crop_item.hide()
+        caption = self._overlay_caption() if shown else ""
+        if boxed:
+            caption += "\nDashed box: region of the local branch (AG-CNN)"
+        self.corner_bottom_right.setText(caption)
         self._place_corners()
+
+    def _render_crop_box(self) -> bool:
+        """Draw the prediction's crop box (AG-CNN) when it has one; returns whether it is drawn."""
+        path = crop_box_outline(self.state)
+        if path is None:
+            return False
+        self.crop_item.setData(path[:, 0], path[:, 1])
+        self.crop_item.show()
+        return True
+
+    def crop_box_path(self) -> np.ndarray | None:
+        """The crop box drawn on the display, (5, 2) (x, y), or None (for tests and screenshots)."""
+        if not self.crop_item.isVisible():
+            return None
+        xs, ys = self.crop_item.getData()
+        return np.column_stack([xs, ys])
 
     def _overlay_caption(self) -> str:
         """Which map is shown, its grid and its scale (a 7 x 7 map must not pass for a segmentation)."""

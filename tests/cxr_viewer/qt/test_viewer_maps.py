@@ -83,3 +83,50 @@ def test_image_view_caption_grid_and_outline_style(qtbot):
     with pytest.raises(ValueError, match="map_style"):
         state.update(map_style="dots")
     view.close_view()
+
+
+def _boxed(box: tuple[float, float, float, float]) -> Prediction:
+    import dataclasses
+
+    return dataclasses.replace(_prediction(0.02), crop_box=np.array(box, np.float32))
+
+
+def test_crop_box_outline_maps_the_box_through_region_and_orientation():
+    from pathlib import Path
+
+    from cxr_viewer.core.orientation import Orientation
+    from cxr_viewer.core.overlay import crop_box_outline
+
+    image = XrayImage(np.zeros((100, 200), np.float32), Path("x.png"), "PNG", "L", value_range=(0.0, 1.0))
+    pred = _boxed((0.25, 0.5, 0.75, 1.0))
+    path = crop_box_outline(ViewerState(image=image, prediction=pred))
+    # x from 0.25 * 200 to 0.75 * 200, y from 0.5 * 100 to 100; closed
+    np.testing.assert_allclose(path, [[50, 50], [150, 50], [150, 100], [50, 100], [50, 50]])
+    # the maps cover only the right half of the image: so does the box
+    half = crop_box_outline(ViewerState(image=image, prediction=pred, map_region=(0.0, 0.5, 1.0, 1.0)))
+    assert (half[:, 0].min(), half[:, 0].max()) == pytest.approx((125, 175))
+    # a clockwise quarter turn: display is 100 wide, 200 high; source (x, y) -> (100 - y, x)
+    turned = crop_box_outline(ViewerState(image=image, prediction=pred, orientation=Orientation().rotated()))
+    np.testing.assert_allclose(turned[[0, 2]], [[50, 50], [0, 150]])
+    assert crop_box_outline(ViewerState(image=image, prediction=_prediction(0.02))) is None  # no box
+    assert crop_box_outline(ViewerState(image=image, prediction=_boxed((0.5, 0.5, 0.5, 0.9)))) is None
+
+
+def test_image_view_draws_the_agcnn_crop_box_with_the_map(qtbot):
+    from cxr_viewer.core.orientation import Orientation
+    from cxr_viewer.qt.widgets.image_view import ImageView
+
+    state = ViewerState()
+    view = ImageView(state)
+    qtbot.addWidget(view)
+    state.update(image=_image(), prediction=_boxed((0.1, 0.2, 0.6, 0.9)), selected_map=0)
+    path = view.crop_box_path()
+    assert path is not None
+    np.testing.assert_allclose(path[:4], [[14, 28], [84, 28], [84, 126], [14, 126]], atol=1e-4)
+    assert "Dashed box: region of the local branch (AG-CNN)" in view.corner_bottom_right.text()
+    state.update(orientation=Orientation(flip_horizontal=True))  # follows the flip (140 px wide)
+    np.testing.assert_allclose(view.crop_box_path()[0], [126, 28], atol=1e-4)
+    state.update(overlay_visible=False)  # hidden with the maps
+    assert view.crop_box_path() is None
+    state.update(overlay_visible=True, prediction=_prediction(0.02))  # a method without a crop
+    assert view.crop_box_path() is None and "Dashed box" not in view.corner_bottom_right.text()
