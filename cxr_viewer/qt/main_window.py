@@ -41,6 +41,7 @@ from cxr_viewer.qt import dialogs
 from cxr_viewer.qt.actions import MENUS, build_menu
 from cxr_viewer.qt.drop import DropForwarder, dropped_paths
 from cxr_viewer.qt.export import ExportControls
+from cxr_viewer.qt.gui_gc import collect_on_gui_thread
 from cxr_viewer.qt.pacs_dialog import PacsControls
 from cxr_viewer.qt.presets import PresetControls
 from cxr_viewer.qt.reading import ReadingControls
@@ -108,6 +109,8 @@ class MainWindow(QMainWindow):
         cpu_threads: int | str | None = None,
     ) -> None:
         super().__init__()
+        # before any worker thread starts: cycles holding Qt objects are freed on this thread only
+        self.gc_collector = collect_on_gui_thread()
         self.setWindowTitle(f"{APP_NAME} - chest X-ray triage (research demo, not for clinical use)")
         self.settings = settings if settings is not None else QSettings(ORG_NAME, APP_NAME)
         self.prefs = WindowSettings(self.settings)
@@ -363,6 +366,8 @@ class MainWindow(QMainWindow):
             return
         self.pipeline.model_ready(self.worklist.study_ids_in_view_order())
         self.model_info = info
+        if self.gc_collector is not None:  # the model and the window are long-lived from here
+            self.gc_collector.freeze_long_lived()
         self.status.set_model(model_text(info), tooltip=info.path)
         self.state.update(map_region=info.region)
         self._refresh_shown_findings()
