@@ -172,10 +172,22 @@ def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         width, height = 1400, 860
+    missing = [p for p in args.paths if not Path(p).exists()]
+    for path in missing:
+        _write(sys.stderr, f"not found: {path}\n")
+    paths = [p for p in args.paths if p not in missing]
+    if not paths:
+        window.close()  # stops the worker threads it started
+        return 1
     window.resize(width, height)
     window.show()
-    window.open_paths(args.paths)
-    ok = _wait(app, lambda: window.model_status is not ModelStatus.LOADING and window.studies, args.timeout)
+    window.open_paths(paths)
+    # a folder without images ends its scan with no study: stop waiting then, not at the timeout
+    ok = _wait(
+        app,
+        lambda: window.model_status is not ModelStatus.LOADING and (window.studies or window.is_idle()),
+        args.timeout,
+    )
     ordered = sorted(window.studies.values(), key=lambda s: s.id)
     if not ok or not ordered:
         _write(sys.stderr, "no image could be opened\n")

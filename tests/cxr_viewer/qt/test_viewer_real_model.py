@@ -162,6 +162,33 @@ def test_screenshot_cli_without_model(studies_folder: Path, tmp_path: Path, caps
     assert out.is_file()
 
 
+# the window's own --timeout is 120 s: a test stopped at 60 s means the window waited for it
+@pytest.mark.timeout(60)
+def test_screenshot_cli_of_missing_files_fails_at_once(tmp_path: Path, capsys) -> None:
+    """A mistyped path is a message and exit code 1, not a wait for the timeout."""
+    from cxr_viewer.__main__ import main
+
+    out = tmp_path / "shot.png"
+    missing = tmp_path / "no_such_study.dcm"
+    assert main(["--screenshot", str(out), "--no-model", "--timeout", "120", str(missing)]) == 1
+    assert f"not found: {missing}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.timeout(60)
+def test_screenshot_cli_of_a_folder_without_images_does_not_wait_for_the_timeout(
+    tmp_path: Path, capsys
+) -> None:
+    from cxr_viewer.__main__ import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    out = tmp_path / "shot.png"
+    main(["--screenshot", str(out), "--no-model", "--timeout", "120", str(empty)])
+    assert "no image could be opened" in capsys.readouterr().err
+
+
 @pytest.mark.usefixtures("_restore_torch_threads")
 def test_out_of_scope_studies_are_marked_and_listed_after_the_chest(
     qtbot, make_window, tiny_checkpoint, shared_data
