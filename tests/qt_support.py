@@ -9,6 +9,21 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+def move_gap_ms() -> int:
+    """The least time between two synthetic mouse moves that pyqtgraph's scene does not drop.
+
+    pyqtgraph ignores moves closer together than 1 / ``mouseRateLimit`` (100 per second by default).
+    Moves sent back to back therefore all fall inside that gap except the first. A drag could then
+    begin with that first move dropped too (when the previous drag's first move came under 10 ms
+    earlier) and turn into a click: a measurement lost, now and then, on a fast machine. Tests that
+    drag wait this long before each move, as a real mouse would.
+    """
+    import pyqtgraph as pg
+
+    rate = float(pg.getConfigOption("mouseRateLimit"))
+    return 1 if rate <= 0 else int(1000.0 / rate) + 2
+
+
 def drop_paths(window: Any, paths: list[Path], target: Any = None) -> None:
     """Simulate a drag-and-drop of local files/folders onto ``target`` (default: the window)."""
     from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl

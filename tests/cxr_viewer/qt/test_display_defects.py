@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, Qt
 from PySide6.QtGui import QColor, QMouseEvent
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
+from qt_support import move_gap_ms
 
 from cxr_viewer.core.windowing import auto_window
 
@@ -34,6 +36,7 @@ def _right_drag(view, start: QPoint, dy: int, steps: int = 10) -> None:
     viewport, right = view.graphics.viewport(), Qt.MouseButton.RightButton
     _send(viewport, QEvent.Type.MouseButtonPress, start, right, right)
     for i in range(1, steps + 1):
+        QTest.qWait(move_gap_ms())
         _send(
             viewport,
             QEvent.Type.MouseMove,

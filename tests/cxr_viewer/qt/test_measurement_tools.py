@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
+from qt_support import move_gap_ms
 
 from cxr_viewer.core.measurement import ellipse_mask, length
 
@@ -37,6 +39,7 @@ def drag(view, start: QPoint, end: QPoint, button: Qt.MouseButton = LEFT, steps:
     viewport = view.graphics.viewport()
     _send(viewport, QEvent.Type.MouseButtonPress, start, button, button)
     for i in range(1, steps + 1):
+        QTest.qWait(move_gap_ms())
         p = start + (end - start) * (i / steps)
         _send(viewport, QEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, button)
     _send(viewport, QEvent.Type.MouseButtonRelease, end, button, Qt.MouseButton.NoButton)
@@ -154,9 +157,11 @@ def test_each_measurement_is_removable_and_kept_per_image(
     )
     # the view hears mouse moves through a 30 Hz rate-limited proxy: wait for this one, not an older one
     qtbot.waitUntil(
-        lambda: view._mouse_view is not None
-        and abs(view._mouse_view[0] - 10) < 2
-        and abs(view._mouse_view[1] - 50) < 2,
+        lambda: (
+            view._mouse_view is not None
+            and abs(view._mouse_view[0] - 10) < 2
+            and abs(view._mouse_view[1] - 50) < 2
+        ),
         timeout=2_000,
     )
     first, _, third = view.measurement_texts()

@@ -9,7 +9,9 @@ import sys
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
+from qt_support import move_gap_ms
 
 
 def test_window_starts_without_torch() -> None:
@@ -52,6 +54,7 @@ def test_left_drag_changes_window_and_measure_tool_measures(qtbot, make_window, 
     left = Qt.MouseButton.LeftButton
     _mouse(viewport, QEvent.Type.MouseButtonPress, center, left)
     for step in range(1, 8):
+        QTest.qWait(move_gap_ms())
         _mouse(viewport, QEvent.Type.MouseMove, center + QPoint(10 * step, 0), left)
     _mouse(viewport, QEvent.Type.MouseButtonRelease, center + QPoint(70, 0), Qt.MouseButton.NoButton)
     assert window.state.window[1] > before[1]  # dragging right widened the window
@@ -60,6 +63,7 @@ def test_left_drag_changes_window_and_measure_tool_measures(qtbot, make_window, 
     qtbot.wait(QApplication.doubleClickInterval() + 100)  # not a double click (that would fit the view)
     _mouse(viewport, QEvent.Type.MouseButtonPress, center, left)
     for step in range(1, 8):
+        QTest.qWait(move_gap_ms())
         _mouse(viewport, QEvent.Type.MouseMove, center + QPoint(0, 10 * step), left)
     _mouse(viewport, QEvent.Type.MouseButtonRelease, center + QPoint(0, 70), Qt.MouseButton.NoButton)
     text = window.image_view.measurement_text()
