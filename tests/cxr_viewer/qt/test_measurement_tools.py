@@ -148,6 +148,7 @@ def test_each_measurement_is_removable_and_kept_per_image(
     assert len(view.measurement_texts()) == 3
     # Backspace with the mouse over the second line removes that one
     middle = screen_of(view, (10, 50))
+    QTest.qWait(move_gap_ms())  # a move right after the last drag's would be dropped
     _send(
         view.graphics.viewport(),
         QEvent.Type.MouseMove,
