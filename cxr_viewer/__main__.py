@@ -85,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_decoder_output()
     if args.screenshot and not args.paths:
         get_parser().error("--screenshot needs at least one FILE")
+    if args.screenshot:  # a mistyped path is said at once, before any window or model is made
+        missing = [p for p in args.paths if not Path(p).exists()]
+        for path in missing:
+            _write(sys.stderr, f"not found: {path}\n")
+        args.paths = [p for p in args.paths if p not in missing]
+        if not args.paths:
+            return 1
 
     import pyqtgraph as pg
     from PySide6.QtWidgets import QApplication
@@ -172,16 +179,9 @@ def _screenshot(app: object, window: object, args: argparse.Namespace) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         width, height = 1400, 860
-    missing = [p for p in args.paths if not Path(p).exists()]
-    for path in missing:
-        _write(sys.stderr, f"not found: {path}\n")
-    paths = [p for p in args.paths if p not in missing]
-    if not paths:
-        window.close()  # stops the worker threads it started
-        return 1
     window.resize(width, height)
     window.show()
-    window.open_paths(paths)
+    window.open_paths(args.paths)
     # a folder without images ends its scan with no study: stop waiting then, not at the timeout
     ok = _wait(
         app,
