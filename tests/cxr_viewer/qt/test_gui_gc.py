@@ -89,3 +89,13 @@ def test_not_installed_from_a_worker_thread(qapp) -> None:
     worker.start()
     worker.join()
     assert found == [None]
+
+
+def test_the_window_installs_the_collector_and_freezes_once_its_model_is_ready(
+    qtbot, make_window, fake_predictor_cls
+) -> None:
+    window = make_window(model_path="fake", predictor_factory=lambda _p: fake_predictor_cls())
+    assert window.gc_collector is collect_on_gui_thread()  # the application's one collector
+    assert not gc.isenabled()
+    qtbot.waitUntil(lambda: window.model_status == "ready", timeout=30_000)
+    assert window.gc_collector.frozen and gc.get_freeze_count() > 0
