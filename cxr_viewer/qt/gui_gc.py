@@ -51,7 +51,6 @@ class GuiThreadCollector(QObject):
         super().__init__(app)
         self.setObjectName("cxr-gui-thread-gc")
         self.thresholds = gc.get_threshold()
-        self.collections = [0, 0, 0]
         self.frozen = False
         self._last_full = time.monotonic()
         gc.disable()
@@ -73,7 +72,6 @@ class GuiThreadCollector(QObject):
             generation = 1
         if generation >= 0:
             gc.collect(generation)
-            self.collections[generation] += 1
             if generation == 2:
                 self._last_full = time.monotonic()
 
