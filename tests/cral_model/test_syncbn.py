@@ -8,7 +8,6 @@ to float32 rounding.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -59,12 +58,21 @@ def _train(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -
         opt.step()
 
 
-def _rank(rank: int, port: int, out: str) -> None:
-    """One rank: the same few steps with global-batch and with per-rank batch norm (one spawn, lean)."""
+def _rank(rank: int, store: str, out: str) -> None:
+    """One rank: the same few steps with global-batch and with per-rank batch norm (one spawn, lean).
+
+    The ranks meet through a file store: no rank runs a TCP store server (a CI run on 2026-12-02 saw rank 0,
+    the one that hosts it, abort with "terminate called without an active exception"; 45 runs under
+    load here did not reproduce it), and no free port is raced for. A native abort prints every
+    thread's Python stack (faulthandler), so a repeat says where it happened.
+    """
+    import faulthandler
+
     import torch.distributed as dist
 
+    faulthandler.enable(all_threads=True)
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
         half = BATCH // 2
         shard = [
@@ -80,15 +88,9 @@ def _rank(rank: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _two_ranks(tmp_path: Path) -> dict[str, list[dict[str, torch.Tensor]]]:
     out = str(tmp_path / "state")
-    mp.spawn(_rank, args=(_free_port(), out), nprocs=2, join=True)
+    mp.spawn(_rank, args=(str(tmp_path / "rendezvous"), out), nprocs=2, join=True)
     return {k: [torch.load(f"{out}.{k}.{r}", weights_only=True) for r in (0, 1)] for k in ("sync", "plain")}
 
 
