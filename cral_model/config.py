@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 __all__ = [
+    "AGCNN_FUSION_INITS",
     "ATTENTIONS",
     "BACKBONES",
     "LOSSES",
@@ -31,6 +32,8 @@ MODES: tuple[str, ...] = ("full", "no_category", "no_residual", "no_attention")
 METHODS: tuple[str, ...] = ("cral", "agcnn", "can", "iam")
 #: training losses (`cral_model.losses`): BCE, or CAN's class-balanced focal loss
 LOSSES: tuple[str, ...] = ("bce", "can")
+#: how AG-CNN's fusion layer starts its stage: the mean of the two trained branch heads, or at random
+AGCNN_FUSION_INITS: tuple[str, ...] = ("branches", "random")
 
 _T = TypeVar("_T", bound="DataclassInstance")
 

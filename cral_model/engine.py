@@ -71,6 +71,7 @@ from cral_model.metrics import (
     per_class_auc,
     youden_thresholds,
 )
+from cral_model.models.agcnn import AGCNN
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -971,6 +972,8 @@ def _build_trainer(cfg: TrainConfig, device: torch.device, build: Callable[..., 
     # Identical initialisation on every rank (and DDP broadcasts rank 0's anyway).
     seed_everything(cfg.seed)
     model = build(cfg.model_config()).to(device)
+    if isinstance(model, AGCNN):  # a training choice, not part of the model config
+        model.fusion_init = cfg.agcnn_fusion_init
     use_cuda = device.type == "cuda"
     channels_last = cfg.channels_last and use_cuda
     if channels_last:

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cral_model.config import LOSSES, ConfigError, ModelConfig, PreprocessConfig, _from_dict
+from cral_model.config import (
+    AGCNN_FUSION_INITS,
+    LOSSES,
+    ConfigError,
+    ModelConfig,
+    PreprocessConfig,
+    _from_dict,
+)
 
 __all__ = ["PAPER_PRESET", "TrainConfig", "load_yaml_config"]
 
@@ -58,7 +65,9 @@ class TrainConfig:
     Model: backbone, attention, mode, att_channels, pretrained (``"imagenet"``: torchvision's best
         weights, V2 for ResNet-50; ``"imagenet_v1"``: the original release, the paper's; ``"none"``); method
         (``cral``, ``agcnn``, ``can``, ``iam``: docs/METHODS.md), loss (``bce`` or ``can``,
-        `cral_model.losses`), agcnn_tau (AG-CNN's crop threshold), iam_rounds (attention-mining rounds).
+        `cral_model.losses`), agcnn_tau (AG-CNN's crop threshold), agcnn_fusion_init (``branches``: the
+        fusion layer starts as the mean of the two trained branch heads; ``random``: PyTorch's default
+        initialisation, our runs before 2026-12-02), iam_rounds (attention-mining rounds).
         AG-CNN trains ``epochs`` per stage (3 stages) and attention mining ``epochs`` per round, the
         learning-rate schedule restarting each; `total_epochs` is what the run trains in all.
     Preprocessing: input_size (network input), resize (None = input_size * 256 / 224, the paper's
@@ -112,6 +121,7 @@ class TrainConfig:
     method: str = "cral"
     loss: str = "bce"
     agcnn_tau: float = 0.7
+    agcnn_fusion_init: str = "branches"
     iam_rounds: int = 2
     # preprocessing / augmentation
     input_size: int = 224
@@ -198,6 +208,10 @@ class TrainConfig:
             raise ConfigError("max_train_images must be >= 1")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.agcnn_fusion_init not in AGCNN_FUSION_INITS:
+            raise ConfigError(
+                f"agcnn_fusion_init must be one of {AGCNN_FUSION_INITS}, got {self.agcnn_fusion_init!r}"
+            )
         if not isinstance(self.iam_rounds, int) or self.iam_rounds < 1:
             raise ConfigError(f"iam_rounds must be an int >= 1, got {self.iam_rounds!r}")
         if self.ema_decay is not None and self.method in ("agcnn", "iam"):

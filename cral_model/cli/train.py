@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cral_model.cli._defaults import default_help
-from cral_model.config import ATTENTIONS, BACKBONES, LOSSES, METHODS, MODES, ConfigError
+from cral_model.config import AGCNN_FUSION_INITS, ATTENTIONS, BACKBONES, LOSSES, METHODS, MODES, ConfigError
 from cral_model.train_config import PAPER_PRESET, TrainConfig
 
 if TYPE_CHECKING:
@@ -98,6 +98,14 @@ def get_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--loss", choices=LOSSES, help=_d("loss", "bce, or CAN's class-balanced focal loss"))
     m.add_argument("--agcnn-tau", type=float, help=_d("agcnn_tau", "AG-CNN heat-map threshold of the crop"))
+    m.add_argument(
+        "--agcnn-fusion-init",
+        choices=AGCNN_FUSION_INITS,
+        help=_d(
+            "agcnn_fusion_init",
+            "AG-CNN fusion layer at its stage's start: mean of the branch heads, or random",
+        ),
+    )
     m.add_argument(
         "--iam-rounds", type=int, help=_d("iam_rounds", "attention-mining rounds of --epochs each")
     )

@@ -20,6 +20,9 @@ Our choices (not in the source):
   is therefore a union of whole feature cells (32 px at stride 32). Ties between equally large regions
   go to the first in row-major order. A constant heat map (nothing above tau) crops the whole image.
 - The crop is resampled bilinearly (``grid_sample``, no antialiasing) to the input size.
+- The fusion layer starts its stage as the mean of the two trained branch heads (``[W_g, W_l] / 2``,
+  so its first logits are the mean of the branches' logits); ``--agcnn-fusion-init random`` keeps
+  PyTorch's default initialisation (the paper does not say).
 - Stages are the engine's phases: ``cral-train --epochs E`` trains E epochs per stage (3E in all) with the
   learning-rate schedule restarting each stage, so ``--epochs 50 --lr-steps 20`` is the paper's recipe.
   The stage is a buffer of the network (saved in checkpoints): a model exported during the global
@@ -127,6 +130,8 @@ class AGCNN(ChestNet):
 
     returns_box = True
     stage: torch.Tensor
+    #: how the fusion layer starts its stage (`TrainConfig.agcnn_fusion_init`; the engine sets it)
+    fusion_init: str = "branches"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -150,14 +155,33 @@ class AGCNN(ChestNet):
         )
 
     def set_phase(self, phase: int) -> None:
-        """Enter stage ``min(phase, 2)``: only that stage's branch trains; the earlier ones are frozen."""
+        """Enter stage ``min(phase, 2)``: only that stage's branch trains; the earlier ones are frozen.
+
+        On entering the fusion stage from an earlier one, with ``fusion_init == "branches"``, the
+        fusion layer is set by `init_fusion_from_branches` (a resumed fusion stage keeps its weights:
+        the stage buffer is in the checkpoint).
+        """
         stage = min(max(int(phase), 0), len(STAGES) - 1)
+        if stage == 2 and int(self.stage) < 2 and self.fusion_init == "branches":
+            self.init_fusion_from_branches()
         self.stage.fill_(stage)
         for i, modules in enumerate(self._branches()):
             for mod in modules:
                 for p in mod.parameters():
                     p.requires_grad_(i == stage)
         self.train(self.training)
+
+    @torch.no_grad()
+    def init_fusion_from_branches(self) -> None:
+        """Fusion weights ``[W_g, W_l] / 2``, bias ``(b_g + b_l) / 2``: the mean of the branch logits.
+
+        The fusion stage then starts from the two-branch ensemble instead of random weights, from
+        which our runs never got back above the local branch (docs/METHODS.md).
+        """
+        n = self.out_channels
+        self.fusion_fc.weight[:, :n].copy_(self.global_fc.weight / 2)
+        self.fusion_fc.weight[:, n:].copy_(self.local_fc.weight / 2)
+        self.fusion_fc.bias.copy_((self.global_fc.bias + self.local_fc.bias) / 2)
 
     def train(self, mode: bool = True) -> AGCNN:
         """As `nn.Module.train`, but the branches of finished stages stay in eval mode (frozen BN)."""

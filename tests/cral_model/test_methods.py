@@ -139,6 +139,69 @@ def test_agcnn_stages_train_one_branch_each() -> None:
     assert torch.allclose(out.logits, net.fusion_fc(pooled), atol=1e-5)  # the fusion stage answers
 
 
+def _branch_logits(net: AGCNN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Global, local and fusion logits of one eval pass."""
+    net.eval()
+    with torch.no_grad():
+        g = net.global_net(x)
+        pooled_g, pooled_l = g.amax(dim=(2, 3)), net._local(x, net.crop_box(g))
+        return (
+            net.global_fc(pooled_g),
+            net.local_fc(pooled_l),
+            net.fusion_fc(torch.cat([pooled_g, pooled_l], dim=1)),
+        )
+
+
+def test_agcnn_fusion_stage_starts_as_the_mean_of_the_branches() -> None:
+    torch.manual_seed(0)
+    net = _net("agcnn")
+    assert isinstance(net, AGCNN) and net.fusion_init == "branches"
+    x = torch.randn(3, 3, 64, 64)
+    net.set_phase(0)
+    net.set_phase(1)
+    g, loc, fused = _branch_logits(net, x)
+    assert not torch.allclose(fused, (g + loc) / 2, atol=1e-3)  # random before the fusion stage
+    net.set_phase(2)
+    g, loc, fused = _branch_logits(net, x)
+    torch.testing.assert_close(fused, (g + loc) / 2, atol=1e-5, rtol=1e-5)
+    # a later epoch of the stage, or a resume into it, keeps the trained fusion weights
+    with torch.no_grad():
+        net.fusion_fc.bias.add_(1.0)
+    trained = {k: v.clone() for k, v in net.state_dict().items()}
+    net.set_phase(2)
+    torch.testing.assert_close(net.fusion_fc.bias, trained["fusion_fc.bias"], atol=0, rtol=0)
+    resumed = _net("agcnn")
+    assert isinstance(resumed, AGCNN)
+    resumed.load_state_dict(trained)
+    resumed.set_phase(2)
+    torch.testing.assert_close(resumed.fusion_fc.weight, trained["fusion_fc.weight"], atol=0, rtol=0)
+    # "random" leaves PyTorch's initialisation
+    plain = _net("agcnn")
+    assert isinstance(plain, AGCNN)
+    plain.fusion_init = "random"
+    before = plain.fusion_fc.weight.clone()
+    plain.set_phase(1)
+    plain.set_phase(2)
+    torch.testing.assert_close(plain.fusion_fc.weight, before, atol=0, rtol=0)
+
+
+def test_agcnn_fusion_init_is_a_checked_training_option(tmp_path: Path) -> None:
+    from cral_model.cli.train import get_parser, resolve_config
+    from cral_model.engine import _build_trainer
+
+    with pytest.raises(ConfigError, match="agcnn_fusion_init"):
+        TrainConfig(data_root="x", method="agcnn", agcnn_fusion_init="zeros")
+    args = ["--data-root", "x", "--output", str(tmp_path), "--method", "agcnn", "--backbone", "resnet18"]
+    cfg, _ = resolve_config(get_parser().parse_args([*args, "--pretrained", "none"]))
+    assert cfg.agcnn_fusion_init == "branches"
+    cfg, _ = resolve_config(
+        get_parser().parse_args([*args, "--pretrained", "none", "--agcnn-fusion-init", "random"])
+    )
+    trainer = _build_trainer(cfg, torch.device("cpu"), build_model_from_config)
+    assert getattr(trainer.model, "fusion_init", None) == "random"
+    assert "fusion_init" not in cfg.model_config().__dict__  # training-only: not in the checkpoint's model
+
+
 def test_can_gradients_reach_both_networks_and_the_gates() -> None:
     net = _net("can").train()
     x = torch.randn(2, 3, 64, 64)
